@@ -1,0 +1,132 @@
+"""Rewards: any callable ``fn(prompts, completions, **columns) -> list[float | None]``.
+
+This is TRL's signature, so functions users already wrote work unchanged. ``columns`` are the
+dataset's columns (``answer``, ``data_source``, ...), one entry per completion, plus
+``completion_ids`` (token ids) and ``truncated`` (hit the length limit). ``None`` means "cannot
+score": the completion gets advantage 0 and is counted in the metrics.
+
+Functions are named in a config as a built-in name (``math``, ``format``, ...) or as
+``module:function``. Several combine with weights. A function that raises does not kill the run:
+the error is logged with the failing sample and that sample scores ``None``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from grpokit.records import Scores
+
+log = logging.getLogger(__name__)
+
+RewardFn = Callable[..., list]
+_REGISTRY: dict[str, RewardFn] = {}
+# Modules whose import registers the built-in rewards (kept lazy: nothing runs at import time).
+_BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format")
+
+
+def register(name: str):
+    """Decorator: make ``fn`` available as a built-in reward under ``name``."""
+
+    def deco(fn: RewardFn) -> RewardFn:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def builtin_names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def _load_builtins() -> None:
+    for mod in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:  # an optional extra is missing; its rewards are simply absent
+            log.debug("reward module %s unavailable: %s", mod, e)
+
+
+def resolve(spec: str | RewardFn) -> RewardFn:
+    """A built-in name, ``module:function``, or a callable -> the callable."""
+    if callable(spec):
+        return spec
+    _load_builtins()
+    if spec in _REGISTRY:
+        return _REGISTRY[spec]
+    if ":" in spec:
+        mod_name, _, attr = spec.partition(":")
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            raise ValueError(f"reward {spec!r}: cannot import module {mod_name!r} ({e}); "
+                             "is it on PYTHONPATH?") from e
+        fn = getattr(mod, attr, None)
+        if not callable(fn):
+            raise ValueError(f"reward {spec!r}: {mod_name!r} has no callable {attr!r}")
+        return fn
+    raise ValueError(f"unknown reward {spec!r}: use one of {builtin_names()} or 'module:function'")
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """A reward function with its name (for logging) and its weight in the total."""
+
+    name: str
+    fn: RewardFn
+    weight: float = 1.0
+
+
+def build(specs: list[str] | dict[str, float]) -> list[RewardSpec]:
+    """Config form -> specs. A list gives weight 1 each; a dict maps name -> weight."""
+    items = specs.items() if isinstance(specs, dict) else [(s, 1.0) for s in specs]
+    return [RewardSpec(name=str(name).split(":")[-1], fn=resolve(name), weight=float(w)) for name, w in items]
+
+
+def _call_one(spec: RewardSpec, prompts, completions, columns, errors) -> list[float | None]:
+    n = len(completions)
+    try:
+        out = list(spec.fn(prompts, completions, **columns))
+        if len(out) != n:
+            raise ValueError(f"returned {len(out)} rewards for {n} completions")
+        return [None if v is None else float(v) for v in out]
+    except Exception:
+        batch_error = traceback.format_exc(limit=3)
+    # The batch call failed: retry one sample at a time so a single bad sample costs only itself.
+    result: list[float | None] = []
+    for i in range(n):
+        cols_i = {k: [v[i]] for k, v in columns.items()}
+        try:
+            v = list(spec.fn([prompts[i]], [completions[i]], **cols_i))[0]
+            result.append(None if v is None else float(v))
+        except Exception:
+            err = traceback.format_exc(limit=3)
+            errors.append({"reward": spec.name, "index": i, "completion": completions[i][:500], "error": err})
+            log.warning("reward %s failed on sample %d: %s", spec.name, i, err.strip().splitlines()[-1])
+            result.append(None)
+    if not errors or errors[-1]["reward"] != spec.name:
+        log.debug("reward %s batch call failed but every single call worked: %s", spec.name, batch_error)
+    return result
+
+
+def score(specs: list[RewardSpec], prompts: list[str], completions: list[str], columns: dict[str, list[Any]]) -> Scores:
+    """Run every reward function on ``N`` completions and combine them with their weights."""
+    errors: list[dict[str, Any]] = []
+    per_fn = {s.name: _call_one(s, prompts, completions, columns, errors) for s in specs}
+    n = len(completions)
+    total = torch.zeros(n)
+    valid = torch.ones(n, dtype=torch.bool)
+    for s in specs:
+        for i, v in enumerate(per_fn[s.name]):
+            if v is None:
+                valid[i] = False
+            else:
+                total[i] += s.weight * v
+    total[~valid] = 0.0
+    return Scores(per_fn=per_fn, total=total, valid=valid, errors=errors)
