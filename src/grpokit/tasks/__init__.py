@@ -1,0 +1,77 @@
+"""Tasks: where prompts and their reference answers come from, with the rewards that grade them.
+
+A task keeps its data and its default reward functions side by side (nanochat's habit), so the
+metric you report and the reward you train on cannot drift apart. Every task has a fixed held-out
+split that training never sees.
+
+Task sources are registered by name; ``load_task`` also accepts a ``.jsonl`` / ``.parquet`` path.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from grpokit.records import Example
+
+TaskFactory = Callable[..., "Task"]
+_REGISTRY: dict[str, TaskFactory] = {}
+# Modules whose import registers task sources (imported lazily, on first lookup).
+_SOURCE_MODULES = ("grpokit.tasks.arith", "grpokit.tasks.files")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named source of examples with a fixed held-out split and its default rewards.
+
+    Attributes:
+        name: registry name, recorded in the run folder.
+        train: examples drawn for training, in a fixed order (the loop shuffles with its own seed).
+        heldout: the fixed evaluation split, disjoint from ``train``.
+        rewards: default reward specs, name -> weight (see ``grpokit.rewards.build``).
+        instruction: appended to each question when the prompt is rendered (tells the model where
+            to put its answer, matching the grader's ``answer_region``).
+        correctness: the reward name whose value 1.0 means "correct"; accuracy is measured with it.
+    """
+
+    name: str
+    train: list[Example]
+    heldout: list[Example]
+    rewards: dict[str, float] = field(default_factory=lambda: {"math": 1.0})
+    instruction: str = ""
+    correctness: str = "math"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def question_text(self, ex: Example) -> str:
+        return f"{ex.question} {self.instruction}".strip() if self.instruction else ex.question
+
+
+def register(name: str):
+    """Decorator: register a task factory under ``name``."""
+
+    def deco(fn: TaskFactory) -> TaskFactory:
+        _REGISTRY[name] = fn
+        return fn
+
+    return deco
+
+
+def _load_sources() -> None:
+    for mod in _SOURCE_MODULES:
+        importlib.import_module(mod)
+
+
+def task_names() -> list[str]:
+    _load_sources()
+    return sorted(_REGISTRY)
+
+
+def load_task(name: str, **options: Any) -> Task:
+    """A registered task by name, or a ``.jsonl`` / ``.parquet`` file of rows."""
+    _load_sources()
+    if name.endswith((".jsonl", ".json", ".parquet")):
+        return _REGISTRY["file"](path=name, **options)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown task {name!r}: use one of {task_names()} or a .jsonl/.parquet path")
+    return _REGISTRY[name](**options)

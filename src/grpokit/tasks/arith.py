@@ -1,0 +1,48 @@
+"""Default task: integer arithmetic from ``reasoning-gym``'s generator (offline, deterministic).
+
+``add2`` (two-digit addition) is the default: SmolLM2-135M-Instruct gets some right greedily out of
+the box, so GRPO has signal from the first step, and it can visibly learn it on a laptop CPU.
+Graded by grpokit's own exact-number check, never by evaluating model text.
+"""
+
+from __future__ import annotations
+
+from grpokit.records import Example
+from grpokit.tasks import Task, register
+
+INSTRUCTION = "Put the final answer in \\boxed{}."
+
+
+def _generate(prefix: str, seed: int, size: int, **cfg) -> list[Example]:
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset("basic_arithmetic", seed=seed, size=size, **cfg)
+    return [Example(id=f"{prefix}-{i}", question=row["question"], answer=str(row["answer"]),
+                    columns={"data_source": "math"}) for i, row in enumerate(ds)]
+
+
+def _split(name: str, cfg: dict, train_size: int, heldout_size: int, seed: int) -> Task:
+    heldout = _generate(f"{name}-eval", seed + 1_000_003, heldout_size, **cfg)
+    seen = {ex.question for ex in heldout}
+    # Oversample, then drop training questions that also appear in the held-out split.
+    train = [ex for ex in _generate(f"{name}-train", seed, train_size + heldout_size, **cfg) if ex.question not in seen]
+    return Task(name=name, train=train[:train_size], heldout=heldout, rewards={"math": 1.0},
+                instruction=INSTRUCTION, correctness="math",
+                meta={"generator": "reasoning_gym.basic_arithmetic", **cfg, "seed": seed})
+
+
+@register("add2")
+def add2(train_size: int = 4000, heldout_size: int = 200, seed: int = 0) -> Task:
+    """Two two-digit non-negative integers added: ``Calculate 95 + 21.`` -> ``116``."""
+    cfg = dict(min_terms=2, max_terms=2, min_digits=2, max_digits=2, operators=("+",),
+               allow_parentheses=False, allow_negation=False)
+    return _split("add2", cfg, train_size, heldout_size, seed)
+
+
+@register("arith")
+def arith(train_size: int = 4000, heldout_size: int = 200, seed: int = 0, min_terms: int = 2,
+          max_terms: int = 3, min_digits: int = 1, max_digits: int = 2, operators: str = "+-*") -> Task:
+    """Mixed integer arithmetic (a harder curriculum step than ``add2``)."""
+    cfg = dict(min_terms=min_terms, max_terms=max_terms, min_digits=min_digits, max_digits=max_digits,
+               operators=tuple(operators), allow_parentheses=False, allow_negation=False)
+    return _split("arith", cfg, train_size, heldout_size, seed)
