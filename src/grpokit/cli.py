@@ -1,0 +1,133 @@
+"""The ``grpokit`` command line: ``train``, ``eval``, ``tasks`` and the tools built on them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+
+from grpokit.config import TrainConfig, field_docs
+
+
+def _add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    docs = field_docs(cls)
+    group = parser.add_argument_group("config (each also settable in the YAML file)")
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                           help=f"{docs.get(f.name, '')} (default: {default!r})")
+
+
+def _overrides(args: argparse.Namespace, cls=TrainConfig) -> dict:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def cmd_train(args) -> int:
+    from grpokit.config import make
+    from grpokit.train.loop import train
+
+    cfg = make(TrainConfig, args.config, _overrides(args))
+    try:
+        train(cfg)
+    except KeyboardInterrupt:
+        print("Interrupted; the checkpoint above holds the last finished step.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from grpokit import models
+    from grpokit.accuracy import accuracy
+    from grpokit.rollout import HFEngine
+    from grpokit.tasks import load_task
+
+    task = load_task(args.task)
+    model, tok = models.load(args.model, device=args.device)
+    engine = HFEngine(model, tok)
+    examples = task.heldout[: args.n] if args.n else task.heldout
+    out = {"model": args.model, "task": task.name, "n": len(examples)}
+    greedy = accuracy(engine, tok, task, examples, template=args.template, system=args.system_prompt,
+                      max_new_tokens=args.max_new_tokens)
+    out["greedy_acc"], out["greedy_stderr"] = greedy["acc"], greedy["stderr"]
+    if args.k > 0:
+        sampled = accuracy(engine, tok, task, examples, template=args.template, system=args.system_prompt,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                           k=args.k, seed=args.seed)
+        out[f"pass@1 (k={args.k}, T={args.temperature})"], out["sampled_stderr"] = sampled["acc"], sampled["stderr"]
+    note = " (fewer than 50 questions: the interval is wide)" if len(examples) < 50 else ""
+    print(f"{task.name}, {len(examples)} held-out questions{note}")
+    print(f"  greedy accuracy: {greedy['acc']:.1%} ± {greedy['stderr']:.1%}")
+    if args.k > 0:
+        print(f"  pass@1 over k={args.k} samples (T={args.temperature}, top-p={args.top_p}): "
+              f"{sampled['acc']:.1%} ± {sampled['stderr']:.1%}")
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from grpokit.tasks import task_names
+
+    print("\n".join(task_names()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="grpokit", description="GRPO training, evaluation and inspection for language models.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model with GRPO",
+                       description="Train with GRPO. Options come from --config FILE (YAML) and --key value "
+                                   "overrides (override wins). The resolved config is saved in the run folder.")
+    t.add_argument("--config", help="YAML file of config keys")
+    _add_config_args(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("eval", help="held-out accuracy of a model or checkpoint",
+                       description="Greedy accuracy and sampled pass@1 of a model on a task's held-out split.")
+    e.add_argument("--model", default="smollm2-135m", help="model alias, folder or checkpoint (default: smollm2-135m)")
+    e.add_argument("--task", default="add2", help="task name or .jsonl/.parquet file (default: add2)")
+    e.add_argument("-n", type=int, default=0, help="number of held-out questions (0 = all)")
+    e.add_argument("-k", type=int, default=4, help="samples per question for pass@1 (0 = greedy only; default 4)")
+    e.add_argument("--temperature", type=float, default=0.6, help="sampling temperature for pass@1 (R1 uses 0.6)")
+    e.add_argument("--top-p", dest="top_p", type=float, default=0.95, help="nucleus mass for pass@1 (R1 uses 0.95)")
+    e.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="completion cap (default 64)")
+    e.add_argument("--template", default="chat", help="prompt template (default: chat)")
+    e.add_argument("--system-prompt", dest="system_prompt", default="", help="system message for the chat template")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    e.add_argument("--seed", type=int, default=0, help="sampling seed")
+    e.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    e.set_defaults(func=cmd_eval)
+
+    ts = sub.add_parser("tasks", help="list the built-in task names")
+    ts.set_defaults(func=cmd_tasks)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    if not args.verbose:
+        hf_logging.set_verbosity_error()
+    from grpokit.models import ModelNotFound
+
+    try:
+        return args.func(args)
+    except (ModelNotFound, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"grpokit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,114 @@
+"""A lean forward pass for Llama-family decoders with a preallocated KV cache.
+
+Sampling is a loop of one-token forward passes; on a CPU the Hugging Face forward spends most of
+each step on per-call overhead (mask construction, cache objects), not on arithmetic. This module
+runs the same modules' weights (``q_proj``, ``mlp``, norms, the model's own rotary embedding) with
+a static ``[N, H_kv, S, D]`` cache written in place, and nothing else. It is used only for
+sampling; training goes through the model's own forward so autograd sees the real graph.
+
+Supported: ``LlamaForCausalLM`` and architectures with the same layer layout (Qwen2, Mistral
+without sliding window). Anything else falls back to the Hugging Face path (``supports``).
+Equivalence with the Hugging Face forward is tested in tests/rollout/test_fast_decode.py.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+SUPPORTED = ("llama", "qwen2", "mistral")
+
+
+def supports(model) -> bool:
+    cfg = model.config
+    if getattr(cfg, "model_type", None) not in SUPPORTED:
+        return False
+    if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True) and cfg.model_type != "llama":
+        return False
+    layer = model.model.layers[0]
+    return hasattr(layer, "self_attn") and hasattr(layer.self_attn, "q_proj") and not hasattr(layer.self_attn, "q_norm")
+
+
+class StaticCache:
+    """Keys and values of every layer, ``[N, H_kv, S, D]`` each, filled up to ``length``."""
+
+    def __init__(self, model, batch: int, max_len: int, dtype, device):
+        cfg = model.config
+        h_kv = cfg.num_key_value_heads
+        d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        n_layers = cfg.num_hidden_layers
+        self.k = [torch.zeros(batch, h_kv, max_len, d, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(batch, h_kv, max_len, d, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.key_mask = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
+        self.length = 0
+
+    def expand(self, index: torch.Tensor, max_len: int) -> "StaticCache":
+        """A new cache whose row ``n`` copies row ``index[n]`` of this one (prompt shared by G samples)."""
+        new = StaticCache.__new__(StaticCache)
+        L = self.length
+
+        def grow(t):
+            out = t.new_zeros(len(index), t.shape[1], max_len, t.shape[3])
+            out[:, :, :L] = t.index_select(0, index)[:, :, :L]
+            return out
+
+        new.k = [grow(t) for t in self.k]
+        new.v = [grow(t) for t in self.v]
+        new.key_mask = self.key_mask.new_zeros(len(index), max_len)
+        new.key_mask[:, :L] = self.key_mask.index_select(0, index)[:, :L]
+        new.length = L
+        return new
+
+
+def _rotate_half(x):
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@torch.inference_mode()
+def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    """Run ``L`` new tokens per row through the model, appending their keys/values to ``cache``.
+
+    Args:
+        input_ids: ``[N, L]`` new tokens (left padding allowed in the first call).
+        positions: ``[N, L]`` rotary positions of those tokens.
+        valid: ``[N, L]`` bool, False for padding (never attended to).
+        cache: written in place at ``[cache.length, cache.length + L)``.
+
+    Returns:
+        ``[N, V]`` logits of the last new token of each row.
+    """
+    cfg = model.config
+    inner = model.model
+    n, L = input_ids.shape
+    h = cfg.num_attention_heads
+    h_kv = cfg.num_key_value_heads
+    d = getattr(cfg, "head_dim", None) or cfg.hidden_size // h
+    start, end = cache.length, cache.length + L
+    cache.key_mask[:, start:end] = valid
+    x = inner.embed_tokens(input_ids)  # [N, L, C]
+    cos, sin = inner.rotary_emb(x, positions)  # [N, L, D]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    # Query i may see key j when j is a real token and j <= i (keys past `end` are still empty).
+    causal = torch.ones(L, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+    mask = cache.key_mask[:, None, None, :end] & causal[None, None]  # [N, 1, L, end]
+    # Every query also sees itself, so a padding row never attends to nothing (softmax of all -inf
+    # is NaN, and 0 * NaN in the value sum would poison real rows).
+    mask[..., start:end] |= torch.eye(L, dtype=torch.bool, device=x.device)
+    for i, layer in enumerate(inner.layers):
+        attn = layer.self_attn
+        y = layer.input_layernorm(x)
+        q = attn.q_proj(y).view(n, L, h, d).transpose(1, 2)
+        k = attn.k_proj(y).view(n, L, h_kv, d).transpose(1, 2)
+        v = attn.v_proj(y).view(n, L, h_kv, d).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        cache.k[i][:, :, start:end] = k
+        cache.v[i][:, :, start:end] = v
+        o = F.scaled_dot_product_attention(q, cache.k[i][:, :, :end], cache.v[i][:, :, :end], attn_mask=mask,
+                                           scale=attn.scaling, enable_gqa=h != h_kv)
+        x = x + attn.o_proj(o.transpose(1, 2).reshape(n, L, h * d))
+        x = x + layer.mlp(layer.post_attention_layernorm(x))
+    cache.length = end
+    last = inner.norm(x[:, -1])  # [N, C]
+    return model.lm_head(last)

@@ -1,0 +1,56 @@
+"""Checkpoints: a Hugging Face model folder plus the trainer's state, enough to resume exactly.
+
+``checkpoints/step_000005/`` holds ``model.safetensors`` + ``config.json`` + tokenizer files
+(``from_pretrained`` loads it as any model) and ``trainer_state.pt``: optimizer, scheduler, the
+sampling generator, Python/torch RNG states, data position and step. A checkpoint is written to a
+temporary folder and renamed, so a crash or a full disk mid-save never leaves a half checkpoint
+that ``--resume`` would pick.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from grpokit.tracking import CHECKPOINT_DIR
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:06d}"
+
+
+def latest(run_dir: Path) -> Path | None:
+    d = Path(run_dir) / CHECKPOINT_DIR
+    done = [p for p in d.glob("step_*") if (p / "trainer_state.pt").exists() and not p.name.endswith(".tmp")]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+
+
+def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None) -> Path:
+    final = checkpoint_path(run_dir, step)
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        full = {**state, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
+        if ref_model is not None:
+            full["ref_model"] = ref_model.state_dict()
+        torch.save(full, tmp / "trainer_state.pt")
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    state = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
+    random.setstate(state["python_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state

@@ -1,0 +1,356 @@
+"""The GRPO training loop, written as if single-process, top to bottom.
+
+    for step:
+        prompts  <- B examples of the task (fixed, seeded order; resumable position)
+        rollout  <- G completions per prompt                         (rollout engine)
+        rewards  <- every reward function, weighted                  (rewards)
+        adv      <- group-relative advantages                        (algo.group_advantages)
+        for mu epochs, for micro-batches: loss = policy_loss(...); backward   (algo.policy_loss)
+        clip, step; log metrics and every group; checkpoint
+
+Departures from the DeepSeekMath paper, all explicit config fields: beta defaults to 0 (no
+reference model; Dr. GRPO and DAPO found it unnecessary, and it halves memory), and the learning
+rate and batch are sized for a 135M model on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from grpokit import models, rewards as rw
+from grpokit.accuracy import accuracy
+from grpokit.algo import group_advantages, policy_loss, step_normalizer
+from grpokit.config import TrainConfig, to_dict
+from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.tasks import load_task
+from grpokit.tracking import RunWriter
+from grpokit.train import checkpoint as ckpt
+from grpokit.train.batch import TrainBatch, micro_batches, sequence_logprobs
+
+log = logging.getLogger(__name__)
+
+
+class DataStream:
+    """Examples in a seeded order, epoch after epoch; ``state`` makes the position resumable."""
+
+    def __init__(self, examples, seed: int):
+        self.examples, self.seed, self.epoch, self.pos = examples, seed, 0, 0
+        self._order()
+
+    def _order(self):
+        self.order = list(range(len(self.examples)))
+        random.Random(self.seed * 1_000_003 + self.epoch).shuffle(self.order)
+
+    def take(self, n: int):
+        out = []
+        while len(out) < n:
+            if self.pos == len(self.order):
+                self.epoch, self.pos = self.epoch + 1, 0
+                self._order()
+            out.append(self.examples[self.order[self.pos]])
+            self.pos += 1
+        return out
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "pos": self.pos}
+
+    def load(self, state: dict) -> None:
+        self.epoch, self.pos = state["epoch"], state["pos"]
+        self._order()
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        if cfg.lr_schedule == "linear":
+            return max(0.0, 1 - frac)
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+        return 1.0
+    if cfg.lr_schedule not in ("constant", "linear", "cosine"):
+        raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
+    return f
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the current step, save, stop. Second: stop at once (still saving)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop now).", flush=True)
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _columns(examples, G: int, rollout) -> dict[str, list]:
+    keys = {k for ex in examples for k in ex.reward_columns()}
+    cols = {k: [ex.reward_columns().get(k) for ex in examples for _ in range(G)] for k in keys}
+    cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
+    cols["truncated"] = rollout.truncated.tolist()
+    return cols
+
+
+def _mean_std(xs):
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return None, None
+    m = sum(xs) / len(xs)
+    return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run GRPO as configured; returns the run folder."""
+    run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if cfg.resume and ckpt.latest(run_dir) is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
+    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume true to continue it, or another --out")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    task = load_task(cfg.task, **cfg.task_options)
+    reward_specs = rw.build(cfg.rewards or task.rewards)
+    resume_from = ckpt.latest(run_dir) if cfg.resume else None
+    model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype)
+    model.config.use_cache = False
+    engine = HFEngine(model, tokenizer)
+    ref_model = None
+    if cfg.beta > 0:
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    data = DataStream(task.train, cfg.seed)
+    sampler = torch.Generator().manual_seed(cfg.seed)
+    writer = RunWriter(run_dir)
+    start_step = 0
+    if resume_from:
+        state = ckpt.load_state(resume_from)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.set_state(state["sampler"])
+        data.load(state["data"])
+        if ref_model is not None:
+            if "ref_model" in state:  # the reference was reset to a later policy
+                ref_model.load_state_dict(state["ref_model"])
+            else:  # the reference is still the starting model, not the checkpoint's
+                ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype)[0].eval().requires_grad_(False)
+        start_step = state["step"]
+        writer.truncate_after(start_step)
+        print(f"Resuming {run_dir} from step {start_step}")
+    writer.write_config(to_dict(cfg))
+    writer.set_status("running", step=start_step, total_steps=cfg.steps)
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    B, G = cfg.prompts_per_step, cfg.group_size
+
+    def prompt_text(ex):
+        return render(tokenizer, task.question_text(ex), cfg.template, cfg.system_prompt or None)
+
+    def evaluate(step):
+        if cfg.eval_size <= 0:
+            return None
+        t0 = time.time()
+        res = accuracy(engine, tokenizer, task, task.heldout[:cfg.eval_size], template=cfg.template,
+                       system=cfg.system_prompt, max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens)
+        rec = {"greedy_acc": res["acc"], "greedy_stderr": res["stderr"], "n": res["n"],
+               "mean_length": res["mean_length"], "time": time.time() - t0}
+        writer.log_eval(step, rec)
+        print(f"[eval] step {step}: held-out greedy accuracy {res['acc']:.1%} ± {res['stderr']:.1%} "
+              f"(n={res['n']}, {rec['time']:.0f}s)", flush=True)
+        return rec
+
+    def save(step):
+        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "sampler": sampler.get_state(), "data": data.state()}
+        keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
+        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref)
+
+    first_eval = evaluate(0) if start_step == 0 else None
+    bar = None
+    if cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+    step = start_step
+    last_saved = start_step if resume_from else -1
+    try:
+        with _Interrupt() as interrupt:
+            while step < cfg.steps:
+                step += 1
+                metrics = one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data,
+                                   sampler, reward_specs, params, prompt_text, writer, B, G)
+                writer.log_metrics(step, metrics)
+                writer.set_status("running", step=step, total_steps=cfg.steps)
+                if cfg.ref_reset_every and ref_model is not None and step % cfg.ref_reset_every == 0:
+                    ref_model.load_state_dict(model.state_dict())
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    evaluate(step)
+                if cfg.save_every and step % cfg.save_every == 0:
+                    save(step)
+                    last_saved = step
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['reward/correct_frac']:.2f}",
+                                    len=f"{metrics['completions/mean_length']:.0f}", s=f"{metrics['time/step']:.1f}")
+                if interrupt.requested or (cfg.stop_after and step >= cfg.stop_after):
+                    break
+    except KeyboardInterrupt:
+        step = max(start_step, step - 1)  # the step in flight did not finish
+        if step != last_saved:
+            print(f"Saved {save(step)}")
+        writer.set_status("interrupted", step=step, total_steps=cfg.steps)
+        raise
+    except BaseException as e:
+        writer.set_status("failed", step=step, total_steps=cfg.steps, error=f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if step != last_saved:
+        path = save(step)
+        print(f"Saved checkpoint {path}")
+    if step < cfg.steps:
+        writer.set_status("interrupted", step=step, total_steps=cfg.steps)
+        print(f"Stopped after step {step}; continue with: grpokit train --out {run_dir} --resume true")
+        return run_dir
+    final_eval = evaluate(step)
+    writer.set_status("finished", step=step, total_steps=cfg.steps)
+    if first_eval and final_eval:
+        print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
+              f"({step} steps). Run folder: {run_dir}")
+    return run_dir
+
+
+def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data, sampler, reward_specs,
+             params, prompt_text, writer, B, G) -> dict:
+    t0 = time.time()
+    examples = data.take(B)
+    prompts = [prompt_text(ex) for ex in examples]
+    engine.sync_weights(model)
+    rollout = engine.generate(prompts, G, params, sampler)  # N = B*G sequences
+    t_gen = time.time()
+
+    scores = rw.score(reward_specs, rollout.prompts, rollout.completions, _columns(examples, G, rollout))
+    for err in scores.errors:
+        writer.log_event("reward_error", step=step, **err)
+    adv = group_advantages(scores.total.view(B, G), scale=cfg.adv_scale, eps=cfg.adv_eps,
+                           mask=scores.valid.view(B, G)).view(-1)  # [N]
+    t_rew = time.time()
+
+    batch = TrainBatch.from_rollout(rollout, adv)
+    norm = step_normalizer(batch.completion_mask, cfg.aggregation, cfg.max_new_tokens)
+    # With beta = 0 a zero-advantage sequence has zero loss and zero gradient: skip its passes.
+    rows = list(range(len(batch))) if cfg.beta > 0 else (adv != 0).nonzero().flatten().tolist()
+    rows.sort(key=lambda i: -int(batch.completion_mask[i].sum()))  # similar lengths share a micro-batch
+    chunks = micro_batches(rows, cfg.micro_batch_size)
+    model.train()
+    if cfg.mu > 1 and rows:  # old log-probs of the sampling policy, needed once the policy moves
+        batch.old_logp = _logp_table(model, batch, chunks, cfg.temperature)
+    if cfg.beta > 0 and rows:
+        batch.ref_logp = _logp_table(ref_model, batch, chunks, cfg.temperature)
+    sums = {"clip_low_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio": 0.0, "tokens": 0.0, "entropy": 0.0}
+    loss_total, grad_norm = 0.0, 0.0
+    for epoch in range(cfg.mu):
+        optimizer.zero_grad(set_to_none=True)
+        for chunk in chunks:
+            logp, mask, ent = sequence_logprobs(model, batch, chunk, cfg.temperature, entropy=epoch == 0)
+            T = logp.shape[1]
+            idx = torch.tensor(chunk)
+            old = batch.old_logp[idx, :T] if batch.old_logp is not None else logp.detach()
+            ref = batch.ref_logp[idx, :T] if batch.ref_logp is not None else None
+            loss, m = policy_loss(logp, old, batch.advantages[idx].to(logp.device), mask, eps_low=cfg.eps_low,
+                                  eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref, aggregation=cfg.aggregation,
+                                  max_len=cfg.max_new_tokens, normalizer=norm)
+            loss.backward()
+            if epoch == cfg.mu - 1:
+                loss_total += float(loss)
+                tok = float(m["tokens"])
+                for k in ("clip_low_frac", "clip_high_frac", "kl", "ratio"):
+                    sums[k] += float(m[k]) * tok
+                sums["tokens"] += tok
+            if ent is not None:
+                sums["entropy"] += float((ent * mask).sum())
+        if rows:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf")))
+            optimizer.step()
+    lr = scheduler.get_last_lr()[0]
+    scheduler.step()
+    t_upd = time.time()
+
+    lengths = rollout.lengths.float()
+    zero_std = (scores.total.view(B, G).std(1) == 0) if G > 1 else torch.ones(B, dtype=torch.bool)
+    correct = scores.per_fn.get(reward_specs[0].name) if reward_specs else None
+    tok_total = max(1.0, sums["tokens"])
+    metrics = {
+        "reward/mean": float(scores.total.mean()), "reward/std": float(scores.total.std()) if len(scores.total) > 1 else 0.0,
+        "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(scores.errors),
+        "reward/correct_frac": float(sum(1 for v in (correct or []) if v == 1.0) / max(1, len(correct or []))),
+        "groups/zero_std_frac": float(zero_std.float().mean()), "groups/skipped_sequences": len(batch) - len(rows),
+        "completions/mean_length": float(lengths.mean()), "completions/max_length": int(lengths.max()),
+        "completions/truncated_frac": float(rollout.truncated.float().mean()),
+        "loss/policy": loss_total, "loss/clip_low_frac": sums["clip_low_frac"] / tok_total,
+        "loss/clip_high_frac": sums["clip_high_frac"] / tok_total, "loss/kl": sums["kl"] / tok_total,
+        "loss/ratio": sums["ratio"] / tok_total if rows else 1.0,
+        "policy/entropy": sums["entropy"] / tok_total if rows else None,
+        "optim/grad_norm": grad_norm, "optim/lr": lr,
+        "time/generate": t_gen - t0, "time/reward": t_rew - t_gen, "time/update": t_upd - t_rew, "time/step": t_upd - t0,
+        "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
+        "throughput/completions_per_s": len(batch) / (t_upd - t0),
+    }
+    for name, vals in scores.per_fn.items():
+        m_, s_ = _mean_std(vals)
+        metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = m_, s_
+    writer.log_groups(step, _groups(examples, rollout, scores, adv, B, G, cfg.adv_scale))
+    return metrics
+
+
+@torch.no_grad()
+def _logp_table(model, batch, chunks, temperature) -> torch.Tensor:
+    """``[N, T]`` log-probs of every selected row under ``model`` (rows not selected stay 0)."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32)
+    for chunk in chunks:
+        logp, _, _ = sequence_logprobs(model, batch, chunk, temperature)
+        out[torch.tensor(chunk), :logp.shape[1]] = logp.float().cpu()
+    return out
+
+
+def _groups(examples, rollout, scores, adv, B, G, scale) -> list[dict]:
+    groups = []
+    for b, ex in enumerate(examples):
+        rows = range(b * G, (b + 1) * G)
+        totals = [float(scores.total[i]) for i in rows]
+        valid = [bool(scores.valid[i]) for i in rows]
+        vt = [t for t, v in zip(totals, valid) if v]
+        mean, std = _mean_std(vt)
+        groups.append({
+            "prompt_id": ex.id, "question": ex.question, "prompt": rollout.prompts[b * G], "answer": ex.answer,
+            "baseline": mean, "reward_std": std, "scale": scale,
+            "completions": [{
+                "text": rollout.completions[i], "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
+                "rewards": {name: vals[i] for name, vals in scores.per_fn.items()}, "reward": totals[i - b * G],
+                "valid": valid[i - b * G], "advantage": float(adv[i]),
+            } for i in rows],
+        })
+    return groups
