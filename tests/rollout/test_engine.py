@@ -1,0 +1,78 @@
+"""The rollout engine: exact against the Hugging Face forward, masks up to and including EOS."""
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.rollout import fast_decode
+from grpokit.rollout.templates import R1_ZERO
+
+
+def _load(path):
+    return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
+
+
+def test_fast_decode_matches_hf_forward(tiny_model):
+    model, tok = _load(tiny_model)
+    assert fast_decode.supports(model)
+    torch.manual_seed(0)
+    # left-padded prompts of different lengths, then 3 decode steps
+    ids = torch.randint(5, 60, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, :3] = 0
+    mask[2, :1] = 0
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = fast_decode.StaticCache(model, 3, 10, torch.float32, "cpu")
+    got = [fast_decode.forward(model, ids, pos, mask.bool(), cache)]
+    seq, att = ids, mask
+    nxt = torch.randint(5, 60, (3, 3))
+    for t in range(3):
+        got.append(fast_decode.forward(model, nxt[:, t:t + 1], pos[:, -1:] + 1 + t, torch.ones(3, 1, dtype=torch.bool), cache))
+    with torch.no_grad():
+        for t in range(4):
+            full = torch.cat([seq, nxt[:, :t]], 1)
+            fatt = torch.cat([att, torch.ones(3, t, dtype=torch.long)], 1)
+            want = model(input_ids=full, attention_mask=fatt, position_ids=(fatt.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
+            assert torch.allclose(got[t], want, atol=1e-4), t
+
+
+def test_fast_and_hf_paths_sample_the_same_tokens(tiny_model):
+    model, tok = _load(tiny_model)
+    prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    a = HFEngine(model, tok, fast=True).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    b = HFEngine(model, tok, fast=False).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    assert torch.equal(a.completion_ids, b.completion_ids)
+    assert torch.allclose(a.sample_logp, b.sample_logp, atol=1e-4)
+
+
+def test_masks_truncation_and_grouping(tiny_model):
+    model, tok = _load(tiny_model)
+    eos = tok.eos_token_id
+    # make EOS very likely so some sequences end early and some do not
+    with torch.no_grad():
+        model.lm_head.weight[eos] *= 0
+        model.model.embed_tokens.weight[eos] *= 0
+    prompts = [render(tok, "a"), render(tok, "bb")]
+    r = HFEngine(model, tok).generate(prompts, 4, SamplingParams(temperature=1.5, max_new_tokens=6), torch.Generator().manual_seed(0))
+    N, T = r.completion_ids.shape
+    assert N == 8 and T <= 6
+    assert r.prompts[:4] == [prompts[0]] * 4 and r.prompts[4:] == [prompts[1]] * 4
+    for i in range(N):
+        row, m = r.completion_ids[i].tolist(), r.completion_mask[i].tolist()
+        if eos in row:
+            k = row.index(eos)
+            assert m == [1] * (k + 1) + [0] * (T - k - 1), "mask covers tokens up to and including EOS"
+            assert not r.truncated[i]
+        else:
+            assert all(m) and T == 6 and r.truncated[i]
+
+
+def test_greedy_is_deterministic_and_templates(tiny_model):
+    model, tok = _load(tiny_model)
+    e = HFEngine(model, tok)
+    p = SamplingParams(temperature=0.0, max_new_tokens=5)
+    assert e.generate(["abc"], 2, p).completions == e.generate(["abc"], 2, p).completions
+    text = render(tok, "What is 2+2?", "r1_zero")
+    assert text == R1_ZERO.replace("{prompt}", "What is 2+2?") and text.endswith("Assistant:")
+    assert render(tok, "q", "chat").endswith("<|im_start|>assistant\n")
