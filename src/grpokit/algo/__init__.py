@@ -1,19 +1,67 @@
 """Pure math of GRPO and its relatives: tensors in, tensors out.
 
-No I/O, no config objects, no ``.item()`` on hot paths, no distributed calls. Every choice on
-which implementations disagree is an explicit argument with a documented default.
+No I/O, no config objects (except the preset dataclasses in :mod:`grpokit.algo.presets`), no
+``.item()`` on hot paths, no distributed calls. Every choice on which implementations disagree is
+an explicit argument with a documented default. Variants are registered functions looked up by
+name: :data:`ADVANTAGE_ESTIMATORS`, :data:`POLICY_LOSSES`, :data:`KL_ESTIMATORS`, and the preset
+table :data:`PRESETS`.
 """
 
-from grpokit.algo.advantages import group_advantages
+from grpokit.algo.advantages import (
+    ADVANTAGE_ESTIMATORS,
+    get_advantage_estimator,
+    group_advantages,
+    register_advantage,
+)
+from grpokit.algo.kl import KL_ESTIMATORS, kl_k1, kl_k2, sequence_kl
 from grpokit.algo.logprobs import selective_logprobs, token_entropy
-from grpokit.algo.losses import aggregate, kl_k3, policy_loss, step_normalizer
+from grpokit.algo.losses import (
+    POLICY_LOSSES,
+    aggregate,
+    get_policy_loss,
+    gspo_loss,
+    kl_k3,
+    policy_loss,
+    register_policy_loss,
+    step_normalizer,
+)
+from grpokit.algo.ppo import gae, masked_whiten, token_rewards, value_loss
+from grpokit.algo.preset_table import PRESETS, get_preset, register_preset
+from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.process import process_advantages
+from grpokit.algo.selection import informative_groups, skippable_sequences
+from grpokit.algo.shaping import overlong_filter, overlong_penalty
 
 __all__ = [
+    "ADVANTAGE_ESTIMATORS",
+    "KL_ESTIMATORS",
+    "POLICY_LOSSES",
+    "PRESETS",
+    "AlgoPreset",
     "aggregate",
+    "gae",
+    "get_advantage_estimator",
+    "get_policy_loss",
+    "get_preset",
     "group_advantages",
+    "gspo_loss",
+    "informative_groups",
+    "kl_k1",
+    "kl_k2",
     "kl_k3",
+    "masked_whiten",
+    "overlong_filter",
+    "overlong_penalty",
     "policy_loss",
+    "process_advantages",
+    "register_advantage",
+    "register_policy_loss",
+    "register_preset",
     "selective_logprobs",
+    "sequence_kl",
+    "skippable_sequences",
     "step_normalizer",
     "token_entropy",
+    "token_rewards",
+    "value_loss",
 ]
