@@ -122,10 +122,12 @@ def evaluate_samples(
     summary.update(mean_at_k(correct, None, level).as_dict("pass@1"))
     per_q_pass: dict[int, list[float]] = {}
     votes_at: dict[int, list] = {}
-    for k in sorted(set(k_values)):
+    ks = sorted(set(k_values))
+    for k in ks:
         if k > 1:
             summary.update(pass_at_k_estimate(ns, [sum(c) for c in correct], k, level).as_dict(f"pass@{k}"))
             per_q_pass[k] = [pass_at_k(n, sum(c), k) for n, c in zip(ns, correct)]
+    for k in ks:
         est, votes = maj_at_k(extracted, correct, k, equiv, level)
         summary.update(est.as_dict(f"cons@{k}"))
         summary[f"cons@{k}_tie_frac"] = sum(v.tie for v in votes) / len(votes)
