@@ -286,12 +286,14 @@ def config_diff(runs: list[Run]) -> list[tuple[str, list[Any]]]:
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     esc = [[str(c).replace("|", "\\|") for c in row] for row in [header] + rows]
-    return ["| " + " | ".join(esc[0]) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in esc[1:]]
+    lines = ["| " + " | ".join(r) + " |" for r in esc]
+    return [lines[0], "|" + "---|" * len(header)] + lines[1:]
 
 
 def _final_rows(runs: list[Run], last: int) -> list[list[str]]:
     rows = []
-    for key in FINAL_KEYS + tuple(sorted({k for r in runs for k in r.keys("metrics") if re.match(r"^reward/[^/]+/mean$", k)})):
+    per_fn = sorted({k for r in runs for k in r.keys("metrics") if re.match(r"^reward/[^/]+/mean$", k)})
+    for key in FINAL_KEYS + tuple(per_fn):
         cells, any_data = [], False
         for r in runs:
             _, ys = r.curve("metrics", key)
@@ -325,7 +327,8 @@ def _eval_rows(runs: list[Run]) -> list[list[str]]:
                 se = e.get(f"{key}_se")
                 return fmt(e[key]) + (f" ± {se:.2g}" if _num(se) else "")
 
-            cells.append(one(b) + f" (step {b['step']})" if a is b else f"{one(a)} → {one(b)} (step {a['step']} → {b['step']})")
+            sa, sb = a.get("step", "?"), b.get("step", "?")
+            cells.append(f"{one(b)} (step {sb})" if a is b else f"{one(a)} → {one(b)} (step {sa} → {sb})")
         rows.append([f"`{key}`"] + cells)
     return rows
 
@@ -342,7 +345,8 @@ def write_markdown(runs: list[Run], plots: list[str], out: Path, last: int) -> P
            f"Each cell: value at the last logged step (mean of the last {last} steps in brackets)."]
     md += [""] + (_table(["metric"] + names, final) if final else ["No training metrics were logged."])
     ev = _eval_rows(runs)
-    md += ["", "## Held-out evaluation", "", "First → last evaluation (step 0 is before training), ± standard error where logged."]
+    md += ["", "## Held-out evaluation", "",
+           "First → last evaluation (step 0 is before training), ± standard error where logged."]
     md += [""] + (_table(["metric"] + names, ev) if ev else ["No held-out evaluation was logged."])
     small = sorted({int(e["n"]) for r in runs for e in r.evals if _num(e.get("n")) and e["n"] < 50})
     if small:
@@ -382,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", help="run folders written by `grpokit train`")
     ap.add_argument("--out", help="output folder (default: RUN_DIR/report for one run, ./report for several)")
     ap.add_argument("--smooth", type=float, default=0.05,
-                    help="moving-average window for training curves as a share of the run's steps (min 3); 0 = raw only")
+                    help="moving-average window for training curves, as a share of the run's steps (min 3 steps); "
+                         "0 = raw curves only")
     ap.add_argument("--last", type=int, default=10, help="steps averaged for the final-numbers table")
     args = ap.parse_args(argv)
     if not 0 <= args.smooth <= 1:

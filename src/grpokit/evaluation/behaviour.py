@@ -109,7 +109,8 @@ class Aha:
     excerpt: str
 
     def as_dict(self) -> dict:
-        return {"index": self.index, "first_answer": self.first.answer, "first_span": [self.first.start, self.first.end],
+        return {"index": self.index, "first_answer": self.first.answer,
+                "first_span": [self.first.start, self.first.end],
                 "marker": self.marker, "marker_span": [self.marker_start, self.marker_start + len(self.marker)],
                 "final_answer": self.final.answer, "final_span": [self.final.start, self.final.end],
                 "excerpt": self.excerpt}
