@@ -45,7 +45,7 @@ def _synthetic_run(path, name, loss_agg, seed, steps=60, with_clip=True, with_ev
     if with_eval:
         for step in (0, 20, 40, 60):
             acc = 1 / (1 + math.exp(-speed * (step - 30)))
-            rec = {"n": 30, "pass@1": acc * 0.9, "cons@8": min(1.0, acc * 1.05), "greedy_acc": acc * 0.95}
+            rec = {"n_questions": 30, "pass@1": acc * 0.9, "cons@8": min(1.0, acc * 1.05), "greedy_acc": acc * 0.95}
             for k in ("pass@1", "cons@8", "greedy_acc"):
                 se = math.sqrt(rec[k] * (1 - rec[k]) / 30)
                 rec.update({f"{k}_se": se, f"{k}_ci_low": max(0, rec[k] - 1.96 * se),

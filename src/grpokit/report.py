@@ -348,7 +348,9 @@ def write_markdown(runs: list[Run], plots: list[str], out: Path, last: int) -> P
     md += ["", "## Held-out evaluation", "",
            "First → last evaluation (step 0 is before training), ± standard error where logged."]
     md += [""] + (_table(["metric"] + names, ev) if ev else ["No held-out evaluation was logged."])
-    small = sorted({int(e["n"]) for r in runs for e in r.evals if _num(e.get("n")) and e["n"] < 50})
+    # "n" is the trainer's eval field, "n_questions" what evaluate_samples returns
+    sizes = [e.get("n", e.get("n_questions")) for r in runs for e in r.evals]
+    small = sorted({int(n) for n in sizes if _num(n) and n < 50})
     if small:
         md += ["", f"Note: evaluations over {', '.join(map(str, small))} questions (< 50): intervals are wide."]
     phases = [p for p in PHASES if any(r.curve("metrics", p)[1] for r in runs)]
