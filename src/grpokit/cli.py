@@ -76,6 +76,17 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def _delegate(module: str):
+    """A subcommand whose parser lives in ``module.main(argv)`` (it gets the remaining arguments)."""
+
+    def run(args) -> int:
+        import importlib
+
+        return importlib.import_module(module).main(args.rest)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="grpokit", description="GRPO training, evaluation and inspection for language models.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -104,13 +115,23 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
     e.set_defaults(func=cmd_eval)
 
+    r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
+    r.set_defaults(func=_delegate("grpokit.report"))
+
     ts = sub.add_parser("tasks", help="list the built-in task names")
     ts.set_defaults(func=cmd_tasks)
     return p
 
 
+_DELEGATED = {"report"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command not in _DELEGATED:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = rest
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import os
 

@@ -21,6 +21,7 @@ import math
 import random
 import signal
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from grpokit import models, rewards as rw
 from grpokit.accuracy import accuracy
 from grpokit.algo import group_advantages, policy_loss, step_normalizer
 from grpokit.config import TrainConfig, to_dict
+from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 from grpokit.tracking import RunWriter
@@ -200,7 +202,7 @@ def train(cfg: TrainConfig) -> Path:
             while step < cfg.steps:
                 step += 1
                 metrics = one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data,
-                                   sampler, reward_specs, params, prompt_text, writer, B, G)
+                                   sampler, reward_specs, params, prompt_text, writer, B, G, task.correctness)
                 writer.log_metrics(step, metrics)
                 writer.set_status("running", step=step, total_steps=cfg.steps)
                 if cfg.ref_reset_every and ref_model is not None and step % cfg.ref_reset_every == 0:
@@ -244,7 +246,7 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data, sampler, reward_specs,
-             params, prompt_text, writer, B, G) -> dict:
+             params, prompt_text, writer, B, G, correctness: str) -> dict:
     t0 = time.time()
     examples = data.take(B)
     prompts = [prompt_text(ex) for ex in examples]
@@ -285,7 +287,7 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
                                   max_len=cfg.max_new_tokens, normalizer=norm)
             loss.backward()
             if epoch == cfg.mu - 1:
-                loss_total += float(loss)
+                loss_total += float(loss.detach())
                 tok = float(m["tokens"])
                 for k in ("clip_low_frac", "clip_high_frac", "kl", "ratio"):
                     sums[k] += float(m[k]) * tok
@@ -296,12 +298,14 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf")))
             optimizer.step()
     lr = scheduler.get_last_lr()[0]
-    scheduler.step()
+    with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        scheduler.step()
     t_upd = time.time()
 
     lengths = rollout.lengths.float()
     zero_std = (scores.total.view(B, G).std(1) == 0) if G > 1 else torch.ones(B, dtype=torch.bool)
-    correct = scores.per_fn.get(reward_specs[0].name) if reward_specs else None
+    correct = scores.per_fn.get(correctness, scores.per_fn.get(reward_specs[0].name) if reward_specs else None)
     tok_total = max(1.0, sums["tokens"])
     metrics = {
         "reward/mean": float(scores.total.mean()), "reward/std": float(scores.total.std()) if len(scores.total) > 1 else 0.0,
@@ -322,6 +326,10 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
     for name, vals in scores.per_fn.items():
         m_, s_ = _mean_std(vals)
         metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = m_, s_
+    is_correct = [v == 1.0 for v in correct] if correct is not None else None
+    metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
+    for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
+        writer.log_event("aha", step=step, **aha.as_dict())
     writer.log_groups(step, _groups(examples, rollout, scores, adv, B, G, cfg.adv_scale))
     return metrics
 
