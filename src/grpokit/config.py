@@ -75,7 +75,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping by global norm (0 = off)."""
     micro_batch_size: int = 16
-    """Sequences per forward/backward pass; gradients accumulate over the step (result does not depend on it)."""
+    """Sequences per forward/backward pass, in whole groups (at least one); gradients accumulate over the step, so the result does not depend on it."""
     # --- evaluation, logging, checkpoints ---
     eval_every: int = 0
     """Evaluate greedy accuracy on the held-out split every K steps (0 = only before and after)."""

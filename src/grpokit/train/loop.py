@@ -36,7 +36,7 @@ from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
-from grpokit.train.batch import TrainBatch, micro_batches, sequence_logprobs
+from grpokit.train.batch import TrainBatch, group_chunks, group_logprobs
 
 log = logging.getLogger(__name__)
 
@@ -263,21 +263,20 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
 
     batch = TrainBatch.from_rollout(rollout, adv)
     norm = step_normalizer(batch.completion_mask, cfg.aggregation, cfg.max_new_tokens)
-    # With beta = 0 a zero-advantage sequence has zero loss and zero gradient: skip its passes.
-    rows = list(range(len(batch))) if cfg.beta > 0 else (adv != 0).nonzero().flatten().tolist()
-    rows.sort(key=lambda i: -int(batch.completion_mask[i].sum()))  # similar lengths share a micro-batch
-    chunks = micro_batches(rows, cfg.micro_batch_size)
+    # With beta = 0 a group whose advantages are all zero has zero loss and gradient: skip its passes.
+    chunks = group_chunks(adv, G, cfg.micro_batch_size, skip_zero=cfg.beta == 0)
+    rows = [i for c in chunks for i in c]
     model.train()
     if cfg.mu > 1 and rows:  # old log-probs of the sampling policy, needed once the policy moves
-        batch.old_logp = _logp_table(model, batch, chunks, cfg.temperature)
+        batch.old_logp = _logp_table(model, batch, chunks, G, cfg.temperature)
     if cfg.beta > 0 and rows:
-        batch.ref_logp = _logp_table(ref_model, batch, chunks, cfg.temperature)
+        batch.ref_logp = _logp_table(ref_model, batch, chunks, G, cfg.temperature)
     sums = {"clip_low_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio": 0.0, "tokens": 0.0, "entropy": 0.0}
     loss_total, grad_norm = 0.0, 0.0
     for epoch in range(cfg.mu):
         optimizer.zero_grad(set_to_none=True)
         for chunk in chunks:
-            logp, mask, ent = sequence_logprobs(model, batch, chunk, cfg.temperature, entropy=epoch == 0)
+            logp, mask, ent = group_logprobs(model, batch, chunk, G, cfg.temperature, entropy=epoch == 0)
             T = logp.shape[1]
             idx = torch.tensor(chunk)
             old = batch.old_logp[idx, :T] if batch.old_logp is not None else logp.detach()
@@ -335,11 +334,11 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
 
 
 @torch.no_grad()
-def _logp_table(model, batch, chunks, temperature) -> torch.Tensor:
+def _logp_table(model, batch, chunks, G, temperature) -> torch.Tensor:
     """``[N, T]`` log-probs of every selected row under ``model`` (rows not selected stay 0)."""
     out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32)
     for chunk in chunks:
-        logp, _, _ = sequence_logprobs(model, batch, chunk, temperature)
+        logp, _, _ = group_logprobs(model, batch, chunk, G, temperature)
         out[torch.tensor(chunk), :logp.shape[1]] = logp.float().cpu()
     return out
 
