@@ -166,6 +166,15 @@ def test_try_api_validates_before_calling_the_backend(serve, run_dir, fixed_back
     assert len(fixed_backend.calls) == 1
 
 
+def test_try_lists_no_prompts_when_the_task_cannot_load(serve, run_dir, fixed_backend):
+    def broken(run):
+        raise ValueError("unknown task 'nope'")
+
+    fixed_backend.prompts = broken
+    status, info, _ = serve([run_dir], backend=fixed_backend)("GET", "/api/runs/0/try")
+    assert status == 200 and info["available"] and info["prompts"] == [] and "unknown task 'nope'" in info["prompt_error"]
+
+
 def test_try_without_a_backend_or_checkpoints_says_why(serve, run_dir, tmp_path, fixed_backend):
     req = serve([run_dir])
     status, info, _ = req("GET", "/api/runs/0/try")

@@ -89,7 +89,11 @@ class Explorer:
         reader = RunReader(run.path)
         cfg = reader.config() or {}
         ckpts = self.backend.checkpoints(reader)
-        info = {"available": bool(ckpts), "checkpoints": ckpts, "prompts": self.backend.prompts(reader),
+        try:
+            prompts, prompt_error = self.backend.prompts(reader), None
+        except Exception as e:  # noqa: BLE001 - e.g. the run's task cannot be loaded: typing a prompt still works
+            prompts, prompt_error = [], f"cannot list the task's prompts ({type(e).__name__}: {e}); type one instead"
+        info = {"available": bool(ckpts), "checkpoints": ckpts, "prompts": prompts, "prompt_error": prompt_error,
                 "scales": sorted(SCALINGS),
                 "defaults": {"G": int(cfg_get(cfg, "rollout/G", "rollout/num_generations", "algo/G", "G", default=8)),
                              "temperature": float(cfg_get(cfg, "rollout/temperature", "temperature", default=1.0)),

@@ -30,6 +30,7 @@
       return;
     }
     if (info.error) GK.add(root, h("div.notice", { text: info.error }));
+    if (info.prompt_error) GK.add(root, h("div.notice", { text: info.prompt_error }));
     if (!info.available) return;
     last.scale = info.defaults.scale in SCALE_TEXT ? info.defaults.scale : "group";
 
