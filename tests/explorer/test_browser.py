@@ -1,0 +1,200 @@
+"""End to end in a real browser: Debian's headless Chromium driven by Playwright.
+
+Screenshots go to ``$GRPOKIT_SCREENSHOT_DIR`` when set (docs/explorer-group.png is made that way,
+see docs/explorer.md), else to pytest's tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grpokit.explorer import server as srv
+from grpokit.explorer.scaling import scale_group
+from grpokit.tracking import RunReader, RunWriter
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is not installed (apt-get install chromium; scripts/setup_test_extras.sh)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+
+
+def signed(a: float) -> str:
+    """The page's label format: sign, two decimals, a real minus sign."""
+    s = f"{abs(a):.2f}"
+    return "0.00" if float(s) == 0 else ("+" if a > 0 else "−") + s
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    d = Path(os.environ.get("GRPOKIT_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screenshots"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.fixture(scope="module")
+def live_run(tmp_path_factory) -> Path:
+    """A run that is still training: one step written, status running (the test writes step 2)."""
+    d = tmp_path_factory.mktemp("live") / "live-run"
+    w = RunWriter(d)
+    w.write_config({"task": {"name": "add2"}, "algo": {"name": "grpo"}})
+    w.set_status("running", step=1, total_steps=2)
+    w.log_metrics(1, {"reward/mean": 0.25, "loss/kl": 0.0, "policy/entropy": 0.9})
+    return d
+
+
+@pytest.fixture(scope="module")
+def backend(module_backend):
+    return module_backend
+
+
+@pytest.fixture(scope="module")
+def url(run_dir, ppo_run_dir, live_run, backend):
+    s = srv.make_server([run_dir, ppo_run_dir, live_run], port=0, backend=backend)
+    srv.serve_in_thread(s)
+    yield f"http://127.0.0.1:{s.server_address[1]}/"
+    s.shutdown()
+    s.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page that records console errors and uncaught exceptions; the test fails on any."""
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("request", lambda r: None if r.url.startswith(("http://127.0.0.1", "data:")) else problems.append(f"external request {r.url}"))
+    yield pg
+    pg.close()
+    assert problems == []
+
+
+def adv_labels(page) -> list[tuple[str, float]]:
+    labels = page.locator("#group-view .adv-label, #try-result .adv-label")
+    return [(labels.nth(i).text_content(), float(labels.nth(i).get_attribute("data-value"))) for i in range(labels.count())]
+
+
+def test_group_view_shows_the_advantages_of_the_rollout_dump(page, url, run_dir, shots):
+    page.goto(url)
+    page.get_by_role("link", name="Step browser (2 steps) →").first.click()
+    page.select_option("#step-select", "1")
+    page.wait_for_selector(".group-row[data-group='0']")
+    page.click(".group-row[data-group='0']")
+    page.wait_for_selector("#group-view .adv-label")
+    dump = RunReader(run_dir).groups(1)[0]
+    want = [c["advantage"] for c in dump["completions"]]
+    shown = adv_labels(page)
+    assert [t for t, _ in shown] == [signed(a) for a in want]
+    assert [v for _, v in shown] == pytest.approx(want, abs=1e-9)
+    assert page.locator(".baseline-label").text_content() == f"group mean = {dump['baseline']:.2f}"
+    page.mouse.move(1, 1)  # no hover highlight in the picture
+    page.screenshot(path=str(shots / "explorer-group.png"), full_page=True)
+    # The full text of a completion, with the extracted answer highlighted.
+    page.locator(".col-hit[data-index='1']").click()
+    assert page.locator(".modal pre").inner_text() == dump["completions"][1]["text"]
+    assert page.locator(".modal mark").inner_text() == dump["completions"][1]["extracted"]
+    page.keyboard.press("Escape")
+    assert page.locator(".modal").count() == 0
+
+
+def test_filters_pick_groups_by_their_flags(page, url):
+    page.goto(url + "#/run/0/step/1")
+    page.wait_for_selector(".group-row")
+    assert page.locator("a.group-row").count() == 4
+    page.select_option("select[data-filter='zero_variance']", "only")
+    assert [page.locator("a.group-row").nth(i).get_attribute("data-group") for i in range(page.locator("a.group-row").count())] == ["1"]
+    page.select_option("select[data-filter='zero_variance']", "hide")
+    page.select_option("select[data-filter='truncated']", "only")
+    assert page.locator("a.group-row").count() == 2
+    page.select_option("select[data-filter='truncated']", "hide")
+    page.select_option("select[data-filter='format_failure']", "only")
+    assert page.locator("a.group-row").count() == 1  # group 0: one completion without \boxed{}
+
+
+def test_critic_toggle_switches_the_baseline(page, url, ppo_run_dir, shots):
+    page.goto(url + "#/run/1/step/1/group/2")
+    page.wait_for_selector("#group-view .adv-label")
+    comps = RunReader(ppo_run_dir).groups(1)[2]["completions"]
+    assert page.locator("input[value='critic']").is_checked()
+    assert [v for _, v in adv_labels(page)] == pytest.approx([c["advantage"] for c in comps])
+    assert page.locator(".baseline-tick").count() == len(comps)
+    assert "extra parameters" in page.locator(".cost-line").inner_text()
+    page.screenshot(path=str(shots / "explorer-critic.png"), full_page=True)
+    page.check("input[value='mean']")
+    want = scale_group([c["reward"] for c in comps]).advantages
+    assert [v for _, v in adv_labels(page)] == pytest.approx(want, abs=1e-6)
+    assert page.locator(".baseline-label").text_content().startswith("group mean = ")
+
+
+def test_try_it_samples_then_rescales_without_resampling(page, url, backend, shots):
+    backend.calls.clear()
+    page.emulate_media(reduced_motion="reduce")  # the picture without the appear-in-order animation
+    page.goto(url + "#/try/0")
+    page.wait_for_selector("#sample")
+    page.fill("#G", "4")
+    page.click("#sample")
+    page.wait_for_selector("#try-result .adv-label")
+    rewards = backend.REWARDS[:4]
+    assert [v for _, v in adv_labels(page)] == pytest.approx(scale_group(rewards, "group").advantages, abs=1e-6)
+    page.screenshot(path=str(shots / "explorer-try.png"), full_page=True)
+    page.check("input[name='scale'][value='rloo']")
+    # Waits go through locators: the page's CSP forbids the eval that wait_for_function needs.
+    sync_api.expect(page.locator("#try-formula")).to_contain_text("OTHER")
+    assert [v for _, v in adv_labels(page)] == pytest.approx(scale_group(rewards, "rloo").advantages, abs=1e-6)
+    assert len(backend.calls) == 1  # a new scaling re-computes; it does not sample again
+    page.fill("#G", "6")
+    page.dispatch_event("#G", "change")
+    sync_api.expect(page.locator("#try-result .adv-label")).to_have_count(6)
+    assert len(backend.calls) == 2 and backend.calls[-1][3] == 6
+
+
+def test_runs_page_shows_curves_and_follows_a_live_run(page, url, live_run, shots):
+    page.goto(url)
+    page.wait_for_selector(".chart svg")
+    assert page.locator(".run-card").count() == 3
+    assert page.locator(".run-card[data-run='2'] .badge").inner_text() == "running"
+    assert page.locator("section.cost").count() == 1
+    page.screenshot(path=str(shots / "explorer-runs.png"), full_page=True)
+    w = RunWriter(live_run)
+    w.log_metrics(2, {"reward/mean": 0.5, "loss/kl": 0.001, "policy/entropy": 0.85})
+    w.set_status("finished", step=2, total_steps=2)
+    sync_api.expect(page.locator(".run-card[data-run='2'] .badge")).to_have_text("finished", timeout=10_000)
+    assert "live-run: 0.500 at step 2" in page.locator(".chart").first.inner_text()
+
+
+def test_a_run_deleted_while_serving_shows_an_error(browser, run_dir, tmp_path):
+    doomed = shutil.copytree(run_dir, tmp_path / "doomed")
+    s = srv.make_server([run_dir, doomed], port=0)
+    srv.serve_in_thread(s)
+    try:
+        pg = browser.new_page()
+        base = f"http://127.0.0.1:{s.server_address[1]}/"
+        shutil.rmtree(doomed)
+        pg.goto(base)
+        pg.wait_for_selector(".run-card[data-run='1'] .error")
+        assert "does not exist" in pg.locator(".run-card[data-run='1'] .error").inner_text()
+        assert pg.locator(".run-card[data-run='0'] .badge").inner_text() == "finished"
+        pg.goto(base + "#/run/1/step/1")
+        pg.wait_for_selector(".error")
+        pg.close()
+    finally:
+        s.shutdown()
+        s.server_close()
