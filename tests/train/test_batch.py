@@ -15,8 +15,8 @@ def test_group_forward_equals_per_sequence_forward(tiny_model):
     cm = torch.ones(B * G, T, dtype=torch.long)
     cm[1, 2:] = 0
     cm[4, 4:] = 0
-    batch = TrainBatch(torch.randint(4, 90, (B, P)).repeat_interleave(G, 0), pm.repeat_interleave(G, 0),
-                       torch.randint(4, 90, (B * G, T)), cm, torch.randn(B * G))
+    batch = TrainBatch(torch.randint(4, model.config.vocab_size, (B, P)).repeat_interleave(G, 0), pm.repeat_interleave(G, 0),
+                       torch.randint(4, model.config.vocab_size, (B * G, T)), cm, torch.randn(B * G))
     rows = list(range(B * G))
     grads = []
     for fn in (lambda: sequence_logprobs(model, batch, rows, 0.7, entropy=True),
