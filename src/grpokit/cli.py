@@ -118,12 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
     r.set_defaults(func=_delegate("grpokit.report"))
 
+    x = sub.add_parser("explore", help="local web page: groups, rewards, baselines, advantages, live runs", add_help=False)
+    x.set_defaults(func=_delegate("grpokit.explorer.server"))
+
     ts = sub.add_parser("tasks", help="list the built-in task names")
     ts.set_defaults(func=cmd_tasks)
     return p
 
 
-_DELEGATED = {"report"}
+_DELEGATED = {"report", "explore"}
 
 
 def main(argv: list[str] | None = None) -> int:
