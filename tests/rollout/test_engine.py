@@ -76,3 +76,18 @@ def test_greedy_is_deterministic_and_templates(tiny_model):
     text = render(tok, "What is 2+2?", "r1_zero")
     assert text == R1_ZERO.replace("{prompt}", "What is 2+2?") and text.endswith("Assistant:")
     assert render(tok, "q", "chat").endswith("<|im_start|>assistant\n")
+
+
+def test_dropping_finished_rows_does_not_change_samples(tiny_model):
+    model, tok = _load(tiny_model)
+    prompts = [render(tok, "a"), render(tok, "bb"), render(tok, "ccc")]
+    params = SamplingParams(temperature=1.3, top_p=0.9, max_new_tokens=10)
+    fast, slow = HFEngine(model, tok, fast=True), HFEngine(model, tok, fast=False)
+    # Many stop tokens: rows finish at different steps, so the fast path drops finished rows.
+    fast.stop_ids = slow.stop_ids = list(range(4, 24))
+    a = fast.generate(prompts, 4, params, torch.Generator().manual_seed(5))
+    b = slow.generate(prompts, 4, params, torch.Generator().manual_seed(5))
+    lengths = a.lengths.tolist()
+    assert len(set(lengths)) > 2, "the test needs rows of different lengths"
+    assert torch.equal(a.completion_ids, b.completion_ids) and a.completions == b.completions
+    assert torch.allclose(a.sample_logp, b.sample_logp, atol=1e-4)

@@ -42,6 +42,12 @@ class StaticCache:
         self.key_mask = torch.zeros(batch, max_len, dtype=torch.bool, device=device)
         self.length = 0
 
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep only rows ``keep`` (finished sequences leave the decode batch)."""
+        self.k = [t.index_select(0, keep) for t in self.k]
+        self.v = [t.index_select(0, keep) for t in self.v]
+        self.key_mask = self.key_mask.index_select(0, keep)
+
     def expand(self, index: torch.Tensor, max_len: int) -> "StaticCache":
         """A new cache whose row ``n`` copies row ``index[n]`` of this one (prompt shared by G samples)."""
         new = StaticCache.__new__(StaticCache)

@@ -28,17 +28,27 @@ def stop_token_ids(tokenizer, model) -> list[int]:
     return sorted(ids)
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """Draw one token per row from ``softmax(logits / T)`` restricted to the top-p nucleus. ``[N, V] -> [N]``."""
+def sample_next(logits: torch.Tensor, params: SamplingParams, noise: torch.Tensor | None) -> torch.Tensor:
+    """Draw one token per row from ``softmax(logits / T)`` restricted to the top-p nucleus. ``[N, V] -> [N]``.
+
+    Sampling is Gumbel-max: ``argmax(logits / T + g)`` with ``g = -log(-log U)``, exact for the
+    categorical distribution. ``noise`` holds ``g`` for these rows; drawing it for every original
+    row at every step makes the samples independent of which rows are still being decoded.
+    """
     if params.temperature == 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits.float() / params.temperature, dim=-1)  # [N, V]
+    z = logits.float() / params.temperature  # [N, V]
     if params.top_p < 1.0:
+        probs = torch.softmax(z, dim=-1)
         sorted_p, order = probs.sort(dim=-1, descending=True)
-        keep = sorted_p.cumsum(-1) - sorted_p < params.top_p  # always keeps the most likely token
-        sorted_p = sorted_p * keep
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_p)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        outside = sorted_p.cumsum(-1) - sorted_p >= params.top_p  # the most likely token always stays
+        z = z.masked_fill(torch.zeros_like(outside).scatter_(-1, order, outside), float("-inf"))
+    return (z + noise).argmax(-1)
+
+
+def gumbel(n: int, v: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    u = torch.rand(n, v, generator=generator, device="cpu" if generator is None or generator.device.type == "cpu" else device)
+    return (-torch.log(-torch.log(u.clamp_(min=1e-20, max=1 - 1e-7)))).to(device)
 
 
 class HFEngine:
@@ -87,24 +97,39 @@ class HFEngine:
             model.train(was_training)
         return self._package(prompts, n, ids, mask, index, tokens, logps, params)
 
-    def _loop(self, first_logits, advance, N, params, generator, device):
-        """Shared sampling loop: ``advance(tokens [N], t) -> logits [N, V]``."""
+    def _loop(self, first_logits, advance, N, params, generator, device, compact=None):
+        """Shared sampling loop. ``advance(tokens [n], t) -> logits [n, V]`` for the rows still decoded.
+
+        With ``compact(keep)``, rows that finished are dropped from the decode batch once a quarter
+        of it has finished (decoding is compute-bound, so finished rows would cost as much as live
+        ones). Returns ``[N, T]`` tokens (pad after the stop token) and their sampling log-probs.
+        """
         stop = torch.tensor(self.stop_ids, device=device)
-        done = torch.zeros(N, dtype=torch.bool, device=device)
-        tokens, logps = [], []
+        T = params.max_new_tokens
+        tokens = torch.full((N, T), self.pad_id, dtype=torch.long, device=device)
+        logps = torch.zeros(N, T, device=device)
+        rows = torch.arange(N, device=device)  # original row of each decoded row
+        done = torch.zeros(N, dtype=torch.bool, device=device)  # per decoded row
         logits = first_logits
-        for t in range(params.max_new_tokens):
-            nxt = sample_next(logits, params, generator)  # [N]
-            temp = params.temperature if params.temperature > 0 else 1.0
+        temp = params.temperature if params.temperature > 0 else 1.0
+        last = 0
+        for t in range(T):
+            noise = gumbel(N, logits.shape[-1], generator, device).index_select(0, rows) if params.temperature > 0 else None
+            nxt = sample_next(logits, params, noise)  # [n]
             lp = torch.log_softmax(logits.float() / temp, -1).gather(-1, nxt[:, None]).squeeze(-1)
-            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
-            tokens.append(nxt)
-            logps.append(torch.where(done, torch.zeros_like(lp), lp))
+            live = ~done
+            tokens[rows[live], t] = nxt[live]
+            logps[rows[live], t] = lp[live]
+            last = t + 1
             done = done | torch.isin(nxt, stop)
-            if bool(done.all()) or t == params.max_new_tokens - 1:
+            if bool(done.all()) or t == T - 1:
                 break
+            if compact is not None and int(done.sum()) * 4 >= len(rows):
+                keep = (~done).nonzero().flatten()
+                compact(keep)
+                rows, nxt, done = rows[keep], nxt[keep], done[keep]
             logits = advance(nxt, t)
-        return torch.stack(tokens, 1), torch.stack(logps, 1)
+        return tokens[:, :last], logps[:, :last]
 
     def _fast_steps(self, ids, mask, index, params, generator):
         B, P = ids.shape
@@ -115,13 +140,17 @@ class HFEngine:
         logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache)  # [B, V]
         cache = prompt_cache.expand(index, P + params.max_new_tokens)
         del prompt_cache
-        next_pos = positions[:, -1:].index_select(0, index) + 1  # [N, 1]
-        ones = torch.ones(N, 1, dtype=torch.bool, device=ids.device)
+        state = {"pos": positions[:, -1:].index_select(0, index) + 1}  # [n, 1] next rotary position
 
         def advance(tok, t):
-            return fast_decode.forward(self.model, tok[:, None], next_pos + t, ones, cache)
+            ones = torch.ones(len(tok), 1, dtype=torch.bool, device=tok.device)
+            return fast_decode.forward(self.model, tok[:, None], state["pos"] + t, ones, cache)
 
-        return self._loop(logits.index_select(0, index), advance, N, params, generator, ids.device)
+        def compact(keep):
+            cache.select(keep)
+            state["pos"] = state["pos"].index_select(0, keep)
+
+        return self._loop(logits.index_select(0, index), advance, N, params, generator, ids.device, compact)
 
     def _hf_steps(self, ids, mask, index, params, generator):
         from transformers import DynamicCache

@@ -1,0 +1,146 @@
+"""grpokit vs TRL's GRPOTrainer at equal settings: completions per second, peak memory, reward.
+
+Both sides train the same model on the same prompts (the add2 task rendered with the model's chat
+template), with the same G, completion cap, beta, learning rate, loss aggregation, temperature and
+number of steps, and the same reward function (grpokit's ``final_number``, which already has TRL's
+signature). Each side runs in its own subprocess of this script, one after the other, so peak
+memory (max RSS) is measured separately and neither warms the other's caches.
+
+Fairness choices, stated: TRL's gradient checkpointing (on by default) is turned off, since it
+trades speed for memory and grpokit does not checkpoint; TRL's loss_type is set to "grpo"
+(grpokit's seq-mean-token-mean); dropout is off on both; throughput counts steps 2..n (step 1
+includes one-off warm-up on both sides).
+
+Usage: python bench/vs_trl.py [--steps 5] [--prompts 2] [--G 8] [--max-new-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _prompts(tok, n):
+    from grpokit.rollout import render
+    from grpokit.tasks import load_task
+
+    task = load_task("add2")
+    exs = task.train[:n]
+    return [render(tok, task.question_text(e)) for e in exs], [e.answer for e in exs]
+
+
+def run_trl(a) -> dict:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    from grpokit import models
+    from grpokit.rewards.arith import final_number_reward
+
+    path = models.resolve("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    prompts, answers = _prompts(tok, a.prompts * a.steps)
+    ds = Dataset.from_dict({"prompt": prompts, "answer": answers})
+    stamps, rewards = [], []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            stamps.append(time.time())
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "reward" in logs:
+                rewards.append(logs["reward"])
+
+    cfg = GRPOConfig(output_dir="/tmp/grpokit-bench-trl", per_device_train_batch_size=a.prompts * a.G,
+                     num_generations=a.G, max_completion_length=a.max_new_tokens, beta=a.beta, learning_rate=a.lr,
+                     max_steps=a.steps, logging_steps=1, use_cpu=True, bf16=False, report_to=[],
+                     gradient_checkpointing=False, loss_type="grpo", temperature=1.0, save_strategy="no",
+                     disable_dropout=True, seed=0, shuffle_dataset=False, dataloader_num_workers=0)
+    trainer = GRPOTrainer(model=model, reward_funcs=final_number_reward, args=cfg, train_dataset=ds,
+                          processing_class=tok, callbacks=[Clock()])
+    t0 = time.time()
+    trainer.train()
+    stamps.insert(0, t0)
+    return {"step_times": [b - a_ for a_, b in zip(stamps, stamps[1:])], "rewards": rewards}
+
+
+def run_grpokit(a) -> dict:
+    import tempfile
+
+    from grpokit.config import make
+    from grpokit.tracking import RunReader
+    from grpokit.train.loop import train
+
+    out = tempfile.mkdtemp(prefix="grpokit-bench-")
+    cfg = make(overrides=dict(model="smollm2-135m", task="add2", steps=a.steps, prompts_per_step=a.prompts,
+                              group_size=a.G, max_new_tokens=a.max_new_tokens, beta=a.beta, lr=a.lr, eval_size=0,
+                              out=out + "/run", progress=False, micro_batch_size=a.prompts * a.G,
+                              aggregation="seq-mean-token-mean", temperature=1.0))
+    train(cfg)
+    m = RunReader(out + "/run").metrics()
+    return {"step_times": [x["time/step"] for x in m], "rewards": [x["reward/mean"] for x in m]}
+
+
+def child(side: str, a) -> None:
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    res = (run_trl if side == "trl" else run_grpokit)(a)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--prompts", type=int, default=2, help="prompts per step (B)")
+    p.add_argument("--G", type=int, default=8, help="completions per prompt")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--beta", type=float, default=0.0)
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--side", choices=["trl", "grpokit"], help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.side:
+        child(a.side, a)
+        return 0
+    results = {}
+    for side in ("grpokit", "trl"):
+        print(f"running {side} ...", flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--side", side] + sys.argv[1:], capture_output=True, text=True)
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not line:
+            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+            raise SystemExit(f"{side} failed (exit {proc.returncode})")
+        results[side] = json.loads(line[0][7:])
+    N = a.prompts * a.G
+    rows = {}
+    for side, r in results.items():
+        times = r["step_times"][1:] or r["step_times"]
+        rows[side] = {"s_per_step": statistics.mean(times), "cps": N / statistics.mean(times),
+                      "peak_mb": r["peak_rss_mb"], "rewards": r["rewards"]}
+    g, t = rows["grpokit"], rows["trl"]
+    print(f"\nSmolLM2-135M-Instruct, add2, B={a.prompts} G={a.G} (N={N}), max_new_tokens={a.max_new_tokens}, "
+          f"beta={a.beta}, lr={a.lr}, {a.steps} steps (throughput over steps 2..{a.steps})")
+    print(f"{'':12}{'s/step':>10}{'compl/s':>10}{'peak MB':>10}  reward per step")
+    for side in ("grpokit", "trl"):
+        r = rows[side]
+        print(f"{side:12}{r['s_per_step']:10.1f}{r['cps']:10.2f}{r['peak_mb']:10.0f}  "
+              + " ".join(f"{x:.2f}" for x in r["rewards"]))
+    print(f"{'ratio':12}{'':10}{g['cps'] / t['cps']:9.2f}x{g['peak_mb'] / t['peak_mb']:9.2f}x  (grpokit / TRL)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

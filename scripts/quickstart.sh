@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sets everything up and runs the main job: a short GRPO run of SmolLM2-135M-Instruct (embedded,
+# offline) on two-digit addition, ending with held-out accuracy before and after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/grpokit train --config configs/quickstart.yaml "$@"
