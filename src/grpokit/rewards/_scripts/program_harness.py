@@ -18,7 +18,6 @@ the parent compares, so a forged line can only be right by solving the task.
 import json
 import os
 import select
-import signal
 import sys
 import time
 
@@ -79,7 +78,7 @@ def _run_stdio(job, code, out_fd):
             buf.extend(chunk)
         os.close(r)
         if timed_out:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, 9)  # SIGKILL; `signal` is imported only in call mode (startup time)
         try:
             _, status = os.waitpid(pid, 0)
             code_ = os.waitstatus_to_exitcode(status)
@@ -97,6 +96,8 @@ def _alarm(signum, frame):
 
 
 def _run_calls(job, code, out_fd):
+    import signal
+
     ns = {"__name__": "__candidate__", "__builtins__": __builtins__}
     try:
         signal.signal(signal.SIGALRM, _alarm)
