@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +15,6 @@ import pytest
 import grpokit.rewards.math as m
 from grpokit.rewards.numbers import AMBIGUOUS, exact_number, plain_number
 from grpokit.rewards.verify_pool import VerifyPool
-
-SRC = str(Path(m.__file__).resolve().parents[2])
-
 
 @pytest.mark.parametrize("text,region,answer,status", [
     ("<think>a</think><answer> 5 </answer>", "auto", "5", "ok"),
@@ -128,21 +124,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("how", ["exit", "sigkill"])
+@pytest.mark.parametrize("how", ["exit", "sigkill", "sigkill_while_busy"])
 def test_no_orphan_workers_when_the_trainer_ends(how):
+    # The "trainer" loads verify_pool.py by path (it imports nothing from grpokit, so no torch import
+    # slows this test down), grades one pair through a worker, then exits or is SIGKILLed.
+    pool_file = Path(m.__file__).with_name("verify_pool.py")
     script = textwrap.dedent(f"""
-        import os, sys, time
-        from grpokit.rewards.math import grade, verify_pool
-        assert grade("\\\\sqrt{{2}}", "2^{{1/2}}")
-        print(" ".join(map(str, verify_pool().pids())), flush=True)
-        if {how == "sigkill"!r}:
+        import importlib.util, sys, time
+        spec = importlib.util.spec_from_file_location("verify_pool", {str(pool_file)!r})
+        vp = sys.modules["verify_pool"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(vp)
+        pool = vp.VerifyPool(n_workers=2, hard_timeout=120, inner_timeout=120)
+        assert [v.ok for v in pool.map([("$\\sqrt{{2}}$", "$2^{{1/2}}$"), ("$1$", "$2$")])] == [True, False]
+        print(" ".join(map(str, pool.pids())), flush=True)
+        if {how == "sigkill_while_busy"!r}:  # both workers deep in sympy when the trainer dies
+            pool.map([("$5$", "$10^{{10^{{10}}}}$"), ("$6$", "$9^{{9^{{9}}}}$")])
+        if {how != "exit"!r}:
             time.sleep(60)
     """)
-    env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in proc.stdout.readline().split()]
-    assert pids
-    if how == "sigkill":
+    assert len(pids) == 2
+    if how != "exit":
+        time.sleep(1.0)
         proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     deadline = time.monotonic() + 10

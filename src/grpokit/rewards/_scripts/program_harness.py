@@ -7,7 +7,7 @@ Prepended with ``codec.py`` and run as ``python -I -S -B -c``. Input (stdin, JSO
 - ``{"mode": "call", "source": str, "fn": name, "calls": [[args, kwargs], ...], "case_timeout": s}``:
   the program is executed once (``__name__`` is not ``"__main__"``), then ``fn`` is called on each
   tagged-JSON argument list; each return value is reported as tagged JSON. The first call that
-  exceeds ``case_timeout`` ends the run.
+  exceeds ``case_timeout`` or runs out of memory ends the run.
 
 Output: one JSON line per case on a private copy of the original stdout, written as soon as the
 case ends (a later hang or kill keeps the earlier results). The program shares this interpreter
@@ -122,10 +122,11 @@ def _run_calls(job, code, out_fd):
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             _emit(out_fd, {"i": i, "value": encode(value)})
-        except _CaseTimeout:
-            # One timeout ends the run: the remaining calls count as failed, as in HumanEval's own
-            # harness (one time limit for the whole check), instead of costing a timeout each.
-            _emit(out_fd, {"i": i, "error": "timeout"})
+        except (_CaseTimeout, MemoryError) as e:
+            # One timeout (or exhausted memory) ends the run: the remaining calls count as failed,
+            # as in HumanEval's own harness (one time limit for the whole check), instead of
+            # costing a timeout each.
+            _emit(out_fd, {"i": i, "error": "timeout" if isinstance(e, _CaseTimeout) else "MemoryError"})
             return
         except BaseException as e:
             _emit(out_fd, {"i": i, "error": type(e).__name__})
