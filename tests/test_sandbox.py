@@ -82,3 +82,12 @@ def test_missing_bubblewrap_is_a_clear_error(monkeypatch):
 def test_weaker_mode_only_by_its_name():
     with pytest.raises(ValueError, match="rlimits-only"):
         Sandbox(mode="rlimits")
+
+
+@needs_bwrap
+def test_a_sandbox_that_cannot_start_fails_at_creation(tmp_path):
+    broken = tmp_path / "python3"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    with pytest.raises(sandbox_mod.SandboxUnavailable, match="cannot run"):
+        Sandbox(python=str(broken), slots=1)

@@ -102,6 +102,18 @@ class Sandbox:
         self._free: queue.Queue[int] = queue.Queue()
         for slot in range(self.slots):
             self._free.put(slot)
+        self._self_test()
+
+    def _self_test(self) -> None:
+        """Start one trivial run, so a sandbox that cannot work here fails now, loudly, instead of
+        scoring every program 0 (e.g. unprivileged user namespaces disabled by the kernel)."""
+        res = self.run_python("print('ok')", limits=replace(self.limits, wall_s=max(10.0, self.limits.wall_s)))
+        if res.returncode != 0 or res.stdout != b"ok\n":
+            raise SandboxUnavailable(
+                f"the {self.mode} sandbox cannot run {self.python} on this machine (exit {res.returncode}, "
+                f"timed out: {res.timed_out}): {res.stderr.decode(errors='replace').strip()[-400:]}. "
+                "bubblewrap needs unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1) "
+                "or root.")
 
     # --- command line --------------------------------------------------------------------
 

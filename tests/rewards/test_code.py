@@ -144,3 +144,4 @@ def test_throughput_counters(runner):
     before = runner.programs_run
     runner.grade([fence("print(1)")] * 4, [{"format": "stdio", "inputs": ["\n"], "outputs": ["1\n"]}] * 4)
     assert runner.programs_run == before + 4 and runner.seconds > 0
+    assert runner.programs_per_second == runner.programs_run / runner.seconds

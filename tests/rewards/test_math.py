@@ -188,3 +188,16 @@ def test_worker_guard_refuses_sympy_string_evaluation(tmp_path, payload):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "refused" in out.stdout, out.stderr
     assert not f.exists()
+
+
+def test_the_trainer_process_never_evaluates_model_text(monkeypatch):
+    """Neither path calls sympy's string evaluation (behind sympify / parse_expr) in this process."""
+    import sympy.parsing.sympy_parser as sp
+
+    calls = []
+    monkeypatch.setattr(sp, "eval_expr", lambda code, *a: calls.append(code))
+    m._CACHE.clear()
+    texts = ["\\boxed{71}", "\\boxed{\\frac{1}{2}}", "\\boxed{\\sqrt{2}}", "\\boxed{__import__('os')}", "<answer>x=2</answer>"]
+    m.math([""] * 5, texts, answer=["71", "0.5", "\\sqrt{2}", "1", "2"])
+    m.math_exact([""] * 5, texts, answer=["71", "0.5", "2", "1", "2"])
+    assert calls == []

@@ -176,6 +176,11 @@ class CodeRunner:
         self.programs_run = 0
         self.seconds = 0.0
 
+    @property
+    def programs_per_second(self) -> float:
+        """Programs graded per second of ``grade`` wall time, over this runner's life."""
+        return self.programs_run / self.seconds if self.seconds else 0.0
+
     def _map(self, fn, items: list) -> list:
         if len(items) <= 1:
             return [fn(x) for x in items]

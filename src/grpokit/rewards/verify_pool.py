@@ -110,15 +110,17 @@ class VerifyPool:
     """``n_workers`` math-verify processes grading ``(gold, pred)`` pairs in parallel.
 
     Args:
-        n_workers: worker processes (each holds sympy, ~150 MB).
+        n_workers: worker processes (each holds sympy, ~150 MB); default: the CPU count, at most 4.
         hard_timeout: seconds one pair may take before its worker is killed (verdict False).
         memory_mb: address-space limit of each worker (``RLIMIT_AS``); 0 for none.
         inner_timeout: math-verify's own (signal based) parse/compare timeout, in whole seconds.
         start_timeout: seconds a fresh worker may take to import math-verify.
     """
 
-    def __init__(self, n_workers: int = 2, hard_timeout: float = 10.0, memory_mb: int = 2048,
+    def __init__(self, n_workers: int | None = None, hard_timeout: float = 10.0, memory_mb: int = 2048,
                  inner_timeout: int = 3, start_timeout: float = 120.0) -> None:
+        if n_workers is None:
+            n_workers = max(1, min(4, os.cpu_count() or 1))
         if n_workers < 1:
             raise ValueError(f"n_workers must be >= 1, got {n_workers}")
         self.n_workers, self.hard_timeout = n_workers, hard_timeout
