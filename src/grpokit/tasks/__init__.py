@@ -4,7 +4,9 @@ A task keeps its data and its default reward functions side by side (nanochat's 
 metric you report and the reward you train on cannot drift apart. Every task has a fixed held-out
 split that training never sees.
 
-Task sources are registered by name; ``load_task`` also accepts a ``.jsonl`` / ``.parquet`` path.
+Task sources are registered by name; ``load_task`` also accepts a ``.jsonl`` / ``.parquet`` path
+and prefixed names, ``prefix:rest`` (``gym:leg_counting``, ``hf:openai/gsm8k``), whose prefix is
+registered with ``register_prefix``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from grpokit.records import Example
 
 TaskFactory = Callable[..., "Task"]
 _REGISTRY: dict[str, TaskFactory] = {}
+_PREFIXES: dict[str, TaskFactory] = {}
 # Modules whose import registers task sources (imported lazily, on first lookup).
-_SOURCE_MODULES = ("grpokit.tasks.arith", "grpokit.tasks.files")
+_SOURCE_MODULES = ("grpokit.tasks.arith", "grpokit.tasks.files", "grpokit.tasks.gym", "grpokit.tasks.countdown",
+                   "grpokit.tasks.gsm8k", "grpokit.tasks.humaneval", "grpokit.tasks.hf")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ def register(name: str):
     return deco
 
 
+def register_prefix(prefix: str):
+    """Decorator: ``factory(rest, **options)`` serves every task name ``prefix:rest``."""
+
+    def deco(fn: TaskFactory) -> TaskFactory:
+        _PREFIXES[prefix] = fn
+        return fn
+
+    return deco
+
+
 def _load_sources() -> None:
     for mod in _SOURCE_MODULES:
         importlib.import_module(mod)
@@ -64,14 +78,19 @@ def _load_sources() -> None:
 
 def task_names() -> list[str]:
     _load_sources()
-    return sorted(_REGISTRY)
+    return sorted(_REGISTRY) + [f"{p}:<name>" for p in sorted(_PREFIXES)]
 
 
 def load_task(name: str, **options: Any) -> Task:
-    """A registered task by name, or a ``.jsonl`` / ``.parquet`` file of rows."""
+    """A registered task by name, a ``prefix:rest`` name, or a ``.jsonl`` / ``.parquet`` file of rows."""
     _load_sources()
     if name.endswith((".jsonl", ".json", ".parquet")):
         return _REGISTRY["file"](path=name, **options)
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown task {name!r}: use one of {task_names()} or a .jsonl/.parquet path")
-    return _REGISTRY[name](**options)
+    if name in _REGISTRY:
+        return _REGISTRY[name](**options)
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in _PREFIXES:
+        if not rest:
+            raise ValueError(f"task {name!r}: name what follows '{prefix}:', e.g. {prefix}:<name>")
+        return _PREFIXES[prefix](rest, **options)
+    raise ValueError(f"unknown task {name!r}: use one of {task_names()} or a .jsonl/.parquet path")
