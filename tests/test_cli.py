@@ -66,3 +66,13 @@ def test_help_documents_every_option(capsys):
     docs = field_docs()
     for f in dataclasses.fields(TrainConfig):
         assert f"--{f.name}" in out.out and docs.get(f.name), f.name
+
+
+def test_rewards_check_samples_from_a_model(tiny_model, tmp_path, capsys):
+    task = tmp_path / "t.jsonl"
+    task.write_text("".join(json.dumps({"question": f"{a} + 1", "answer": str(a + 1)}) + "\n" for a in range(10)))
+    code, out = _main(capsys, "rewards", "check", "--task", str(task), "--model", tiny_model, "-n", "2", "-g", "3")
+    assert code == 0, out.err
+    assert out.out.count("reference:") == 2 and "6 completions" in out.out
+    code, out = _main(capsys, "rewards", "bogus")
+    assert code == 2 and "rewards check" in out.err

@@ -69,6 +69,16 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_rewards(args) -> int:
+    if not args.rest or args.rest[0] != "check":
+        print("usage: grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]", file=sys.stderr)
+        return 2
+    from grpokit.rewards.check import main as check_main
+    from grpokit.rollout.sampler import make_sampler
+
+    return check_main(args.rest[1:], make_sampler=make_sampler)
+
+
 def cmd_tasks(args) -> int:
     from grpokit.tasks import task_names
 
@@ -118,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
     r.set_defaults(func=_delegate("grpokit.report"))
 
+    rc = sub.add_parser("rewards", help="reward debugging: `grpokit rewards check --task NAME [--model M] [-n 32]`",
+                        add_help=False)
+    rc.set_defaults(func=cmd_rewards)
+
     x = sub.add_parser("explore", help="local web page: groups, rewards, baselines, advantages, live runs", add_help=False)
     x.set_defaults(func=_delegate("grpokit.explorer.server"))
 
@@ -126,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_DELEGATED = {"report", "explore"}
+_DELEGATED = {"report", "explore", "rewards"}
 
 
 def main(argv: list[str] | None = None) -> int:

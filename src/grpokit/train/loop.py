@@ -106,11 +106,12 @@ class _Interrupt:
         return False
 
 
-def _columns(examples, G: int, rollout) -> dict[str, list]:
+def _columns(examples, G: int, rollout, max_new_tokens: int) -> dict[str, list]:
     keys = {k for ex in examples for k in ex.reward_columns()}
     cols = {k: [ex.reward_columns().get(k) for ex in examples for _ in range(G)] for k in keys}
     cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
     cols["truncated"] = rollout.truncated.tolist()
+    cols["max_new_tokens"] = [max_new_tokens] * len(rollout.completions)
     return cols
 
 
@@ -254,7 +255,7 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
     rollout = engine.generate(prompts, G, params, sampler)  # N = B*G sequences
     t_gen = time.time()
 
-    scores = rw.score(reward_specs, rollout.prompts, rollout.completions, _columns(examples, G, rollout))
+    scores = rw.score(reward_specs, rollout.prompts, rollout.completions, _columns(examples, G, rollout, cfg.max_new_tokens))
     for err in scores.errors:
         writer.log_event("reward_error", step=step, **err)
     adv = group_advantages(scores.total.view(B, G), scale=cfg.adv_scale, eps=cfg.adv_eps,
