@@ -198,3 +198,35 @@ def test_a_run_deleted_while_serving_shows_an_error(browser, run_dir, tmp_path):
     finally:
         s.shutdown()
         s.server_close()
+
+
+def test_a_real_two_step_training_run_in_the_browser(page, tiny_model, tmp_path, shots):
+    """The issue's end-to-end check: a run folder written by the trainer (tiny model, 2 steps)."""
+    import json
+
+    from grpokit.config import make
+    from grpokit.train.loop import train
+
+    task = tmp_path / "sums.jsonl"
+    task.write_text("".join(json.dumps({"question": f"{a} + {b}", "answer": str(a + b)}) + "\n"
+                            for a in range(5) for b in range(5)))
+    run = train(make(overrides=dict(model=tiny_model, task=str(task), out=str(tmp_path / "real-run"), steps=2,
+                                     prompts_per_step=2, group_size=4, max_new_tokens=6, eval_size=0, progress=False,
+                                     rewards={"final_number": 1.0, "tests.train.rewards_for_tests:digit_share": 1.0},
+                                     task_options={"heldout_size": 4})))
+    s = srv.make_server([run], port=0)
+    srv.serve_in_thread(s)
+    try:
+        page.goto(f"http://127.0.0.1:{s.server_address[1]}/#/run/0/step/1")
+        page.wait_for_selector(".group-row[data-group='0']")
+        page.click(".group-row[data-group='0']")
+        page.wait_for_selector("#group-view .adv-label")
+        dump = RunReader(run).groups(1)[0]
+        want = [c["advantage"] for c in dump["completions"]]
+        shown = adv_labels(page)
+        assert [t for t, _ in shown] == [signed(a) for a in want]
+        assert [v for _, v in shown] == pytest.approx(want, abs=1e-9)
+        page.screenshot(path=str(shots / "explorer-real-run.png"), full_page=True)
+    finally:
+        s.shutdown()
+        s.server_close()

@@ -5,6 +5,10 @@ dataset's columns (``answer``, ``data_source``, ...), one entry per completion, 
 ``completion_ids`` (token ids) and ``truncated`` (hit the length limit). ``None`` means "cannot
 score": the completion gets advantage 0 and is counted in the metrics.
 
+A reward function may carry an ``extract(text) -> str | None`` attribute: the answer its grader
+reads. The loop stores it with each completion (``extracted`` in the rollout dump) so that people
+can see what was graded.
+
 Functions are named in a config as a built-in name (``math``, ``format``, ...), as a configured
 built-in ``name(key=value, ...)`` (``overlong(max_len=1024, cache=256)``: keyword arguments are
 Python literals, given to the factory registered under that name), or as ``module:function``.

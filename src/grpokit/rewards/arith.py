@@ -43,3 +43,6 @@ def final_number_reward(prompts, completions, answer, **_) -> list[float | None]
         pred = final_number(text)
         out.append(float(pred is not None and _to_number(pred) == g))
     return out
+
+
+final_number_reward.extract = final_number  # what the grader reads (shown in rollout dumps and the explorer)

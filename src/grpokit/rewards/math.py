@@ -246,6 +246,7 @@ def math_reward(region: str = "auto", mode: str = "auto", max_chars: int = MAX_A
         return out
 
     reward.__name__ = f"math_{region}_{mode}"
+    reward.extract = lambda text: extract_answer(text, region, max_chars).answer  # what the grader reads
     return reward
 
 

@@ -330,8 +330,19 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
     metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
     for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
         writer.log_event("aha", step=step, **aha.as_dict())
-    writer.log_groups(step, _groups(examples, rollout, scores, adv, B, G, cfg.adv_scale))
+    spec = next((s for s in reward_specs if s.name == correctness), reward_specs[0] if reward_specs else None)
+    extract = getattr(spec.fn, "extract", None) if spec else None
+    writer.log_groups(step, _groups(examples, rollout, scores, adv, B, G, cfg.adv_scale, extract))
     return metrics
+
+
+def _safe_extract(extract, text):
+    if extract is None:
+        return None
+    try:
+        return extract(text)
+    except Exception:  # a user's extractor must not cost the step
+        return None
 
 
 @torch.no_grad()
@@ -344,7 +355,7 @@ def _logp_table(model, batch, chunks, G, temperature) -> torch.Tensor:
     return out
 
 
-def _groups(examples, rollout, scores, adv, B, G, scale) -> list[dict]:
+def _groups(examples, rollout, scores, adv, B, G, scale, extract=None) -> list[dict]:
     groups = []
     for b, ex in enumerate(examples):
         rows = range(b * G, (b + 1) * G)
@@ -359,6 +370,7 @@ def _groups(examples, rollout, scores, adv, B, G, scale) -> list[dict]:
                 "text": rollout.completions[i], "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
                 "rewards": {name: vals[i] for name, vals in scores.per_fn.items()}, "reward": totals[i - b * G],
                 "valid": valid[i - b * G], "advantage": float(adv[i]),
+                "extracted": _safe_extract(extract, rollout.completions[i]),
             } for i in rows],
         })
     return groups
