@@ -46,7 +46,7 @@ def run_trl(a) -> dict:
     from grpokit import models
     from grpokit.rewards.arith import final_number_reward
 
-    path = models.resolve("smollm2-135m")
+    path = models.resolve(a.model)
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     prompts, answers = _prompts(tok, a.prompts * a.steps)
@@ -82,7 +82,7 @@ def run_grpokit(a) -> dict:
     from grpokit.train.loop import train
 
     out = tempfile.mkdtemp(prefix="grpokit-bench-")
-    cfg = make(overrides=dict(model="smollm2-135m", task="add2", steps=a.steps, prompts_per_step=a.prompts,
+    cfg = make(overrides=dict(model=a.model, task="add2", steps=a.steps, prompts_per_step=a.prompts,
                               group_size=a.G, max_new_tokens=a.max_new_tokens, beta=a.beta, lr=a.lr, eval_size=0,
                               out=out + "/run", progress=False, micro_batch_size=a.prompts * a.G,
                               aggregation="seq-mean-token-mean", temperature=1.0))
@@ -103,6 +103,7 @@ def child(side: str, a) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="smollm2-135m", help="model alias or folder (default: the embedded SmolLM2)")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--prompts", type=int, default=2, help="prompts per step (B)")
     p.add_argument("--G", type=int, default=8, help="completions per prompt")
@@ -131,7 +132,7 @@ def main() -> int:
         rows[side] = {"s_per_step": statistics.mean(times), "cps": N / statistics.mean(times),
                       "peak_mb": r["peak_rss_mb"], "rewards": r["rewards"]}
     g, t = rows["grpokit"], rows["trl"]
-    print(f"\nSmolLM2-135M-Instruct, add2, B={a.prompts} G={a.G} (N={N}), max_new_tokens={a.max_new_tokens}, "
+    print(f"\n{a.model}, add2, B={a.prompts} G={a.G} (N={N}), max_new_tokens={a.max_new_tokens}, "
           f"beta={a.beta}, lr={a.lr}, {a.steps} steps (throughput over steps 2..{a.steps})")
     print(f"{'':12}{'s/step':>10}{'compl/s':>10}{'peak MB':>10}  reward per step")
     for side in ("grpokit", "trl"):
