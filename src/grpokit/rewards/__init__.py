@@ -5,15 +5,19 @@ dataset's columns (``answer``, ``data_source``, ...), one entry per completion, 
 ``completion_ids`` (token ids) and ``truncated`` (hit the length limit). ``None`` means "cannot
 score": the completion gets advantage 0 and is counted in the metrics.
 
-Functions are named in a config as a built-in name (``math``, ``format``, ...) or as
-``module:function``. Several combine with weights. A function that raises does not kill the run:
+Functions are named in a config as a built-in name (``math``, ``format``, ...), as a configured
+built-in ``name(key=value, ...)`` (``overlong(max_len=1024, cache=256)``: keyword arguments are
+Python literals, given to the factory registered under that name), or as ``module:function``.
+Several combine with weights. A function that raises does not kill the run:
 the error is logged with the failing sample and that sample scores ``None``.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import logging
+import re
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -26,8 +30,11 @@ log = logging.getLogger(__name__)
 
 RewardFn = Callable[..., list]
 _REGISTRY: dict[str, RewardFn] = {}
+_FACTORIES: dict[str, Callable[..., RewardFn]] = {}
 # Modules whose import registers the built-in rewards (kept lazy: nothing runs at import time).
-_BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format", "grpokit.rewards.arith")
+_BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format", "grpokit.rewards.arith",
+                    "grpokit.rewards.reward_model", "grpokit.rewards.by_source")
+_CALL_RE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.]*)\s*\((?P<args>.*)\)\s*$", re.DOTALL)
 
 
 def register(name: str):
@@ -40,9 +47,41 @@ def register(name: str):
     return deco
 
 
+def register_factory(name: str):
+    """Decorator: ``factory(**options) -> reward fn``, used for ``name(key=value, ...)`` specs."""
+
+    def deco(factory: Callable[..., RewardFn]) -> Callable[..., RewardFn]:
+        _FACTORIES[name] = factory
+        return factory
+
+    return deco
+
+
 def builtin_names() -> list[str]:
     _load_builtins()
     return sorted(_REGISTRY)
+
+
+def factory_names() -> list[str]:
+    _load_builtins()
+    return sorted(_FACTORIES)
+
+
+def _parse_call(spec: str) -> tuple[str, dict[str, Any]] | None:
+    m = _CALL_RE.match(spec)
+    if not m:
+        return None
+    try:
+        call = ast.parse(f"f({m['args']})", mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"reward {spec!r}: cannot read its options ({e.msg}); write name(key=value, ...)") from e
+    if call.args:
+        raise ValueError(f"reward {spec!r}: options must be named, e.g. {m['name']}(max_len=1024)")
+    try:
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    except ValueError as e:
+        raise ValueError(f"reward {spec!r}: option values must be literals (numbers, strings, lists)") from e
+    return m["name"], kwargs
 
 
 def _load_builtins() -> None:
@@ -60,6 +99,17 @@ def resolve(spec: str | RewardFn) -> RewardFn:
     _load_builtins()
     if spec in _REGISTRY:
         return _REGISTRY[spec]
+    call = _parse_call(spec)
+    if call is not None:
+        name, kwargs = call
+        if name not in _FACTORIES:
+            raise ValueError(f"reward {spec!r}: {name!r} takes no options; configurable rewards are {factory_names()}")
+        try:
+            return _FACTORIES[name](**kwargs)
+        except TypeError as e:
+            raise ValueError(f"reward {spec!r}: {e}") from e
+    if spec in _FACTORIES:
+        return _FACTORIES[spec]()
     if ":" in spec:
         mod_name, _, attr = spec.partition(":")
         try:
@@ -86,7 +136,14 @@ class RewardSpec:
 def build(specs: list[str] | dict[str, float]) -> list[RewardSpec]:
     """Config form -> specs. A list gives weight 1 each; a dict maps name -> weight."""
     items = specs.items() if isinstance(specs, dict) else [(s, 1.0) for s in specs]
-    return [RewardSpec(name=str(name).split(":")[-1], fn=resolve(name), weight=float(w)) for name, w in items]
+    return [RewardSpec(name=_display_name(name), fn=resolve(name), weight=float(w)) for name, w in items]
+
+
+def _display_name(spec) -> str:
+    if callable(spec):
+        return getattr(spec, "__name__", "reward")
+    spec = str(spec)
+    return spec if _CALL_RE.match(spec) else spec.split(":")[-1]
 
 
 def _call_one(spec: RewardSpec, prompts, completions, columns, errors) -> list[float | None]:
