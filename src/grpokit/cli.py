@@ -118,12 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
     r.set_defaults(func=_delegate("grpokit.report"))
 
+    for name, module, help_ in (("sft", "grpokit.sft", "supervised fine-tuning on prompt/response JSONL"),
+                                ("sample", "grpokit.datagen.sample",
+                                 "rejection sampling into an SFT dataset (cold start, distillation data)"),
+                                ("pipeline", "grpokit.pipeline", "run a multi-stage recipe (r1_zero, r1, distill)")):
+        d = sub.add_parser(name, help=help_, add_help=False)
+        d.set_defaults(func=_delegate(module))
+
     ts = sub.add_parser("tasks", help="list the built-in task names")
     ts.set_defaults(func=cmd_tasks)
     return p
 
 
-_DELEGATED = {"report"}
+_DELEGATED = {"report", "sft", "sample", "pipeline"}
 
 
 def main(argv: list[str] | None = None) -> int:
