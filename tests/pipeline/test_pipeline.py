@@ -133,3 +133,19 @@ def test_compare_puts_the_final_evaluations_side_by_side(setup, r1_run, tmp_path
     assert row.split("|")[2].strip().startswith(f"{rz['pass@1']:.3f}")
     budget = next(line for line in table.splitlines() if "sequences" in line)
     assert budget.split("|")[2].strip() == str(3 * 2 * 3)  # steps x prompts x group size
+
+
+def test_distill_samples_the_teacher_and_fine_tunes_the_student(setup, tiny_model, tmp_path):
+    from grpokit.testing import build_tiny_model
+
+    student = build_tiny_model(tmp_path / "student", seed=1)
+    out = tmp_path / "distill"
+    overrides = [o for o in setup["r1_zero"] if not o.startswith(("model=", "steps=", "prompts_per_step=", "group_size="))]
+    overrides += [f"teacher={tiny_model}", f"student={student}", "n_prompts=4", "k=2", "sft_epochs=1",
+                  "teacher_samples.verifier=tests.pipeline.helpers:always_one", "teacher_samples.filters=[correct]"]
+    assert _run("distill", overrides, out) == 0
+    mans = stage_manifests(out)
+    rows = read_jsonl(out / mans[0]["outputs"]["data"])
+    assert len(rows) == 8 and {r["provenance"]["model"] for r in rows} == {tiny_model}
+    assert mans[1]["config"]["model"] == str(student)
+    assert mans[1]["info"]["model_sha256"] != model_hash(student)  # the student was trained
