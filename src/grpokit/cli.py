@@ -135,12 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explore", help="local web page: groups, rewards, baselines, advantages, live runs", add_help=False)
     x.set_defaults(func=_delegate("grpokit.explorer.server"))
 
+    for name, module, help_ in (("sft", "grpokit.sft", "supervised fine-tuning on prompt/response JSONL"),
+                                ("sample", "grpokit.datagen.sample",
+                                 "rejection sampling into an SFT dataset (cold start, distillation data)"),
+                                ("pipeline", "grpokit.pipeline", "run a multi-stage recipe (r1_zero, r1, distill)")):
+        d = sub.add_parser(name, help=help_, add_help=False)
+        d.set_defaults(func=_delegate(module))
+
     ts = sub.add_parser("tasks", help="list the built-in task names")
     ts.set_defaults(func=cmd_tasks)
     return p
 
 
-_DELEGATED = {"report", "explore", "rewards"}
+_DELEGATED = {"report", "explore", "rewards", "sft", "sample", "pipeline"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,3 +51,23 @@ def build_tiny_model(path: str | Path, *, hidden: int = 64, layers: int = 2, hea
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def build_tiny_classifier(path: str | Path, *, hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
+    """Write a tiny ``LlamaForSequenceClassification`` (one output) + the same tokenizer to ``path``:
+    a stand-in reward model for tests of ``reward_model(...)``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    path = Path(path)
+    tok = build_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, num_labels=1,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForSequenceClassification(cfg)
+    with torch.no_grad():  # a random head gives near-zero scores; widen it so texts score visibly apart
+        model.score.weight.mul_(50)
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path

@@ -38,7 +38,8 @@ _FACTORIES: dict[str, Callable[..., RewardFn]] = {}
 # Modules whose import registers the built-in rewards (kept lazy: nothing runs at import time).
 _BUILTIN_MODULES = ("grpokit.rewards.math", "grpokit.rewards.format", "grpokit.rewards.shaping",
                     "grpokit.rewards.code", "grpokit.rewards.countdown", "grpokit.rewards.routed",
-                    "grpokit.rewards.exact", "grpokit.rewards.arith")
+                    "grpokit.rewards.exact", "grpokit.rewards.arith",
+                    "grpokit.rewards.reward_model", "grpokit.rewards.by_source")
 _CALL_RE = re.compile(r"^\s*(?P<name>[A-Za-z_][\w.]*)\s*\((?P<args>.*)\)\s*$", re.DOTALL)
 
 

@@ -19,6 +19,7 @@ import copy
 import logging
 import math
 import random
+import re
 import signal
 import time
 import warnings
@@ -299,7 +300,7 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
             optimizer.step()
     lr = scheduler.get_last_lr()[0]
     with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
         scheduler.step()
     t_upd = time.time()
 

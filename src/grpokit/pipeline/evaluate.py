@@ -1,0 +1,160 @@
+"""The pipeline's held-out evaluation stage, and the side-by-side table of finished pipelines.
+
+The numbers DeepSeek-R1 reports for R1-Zero vs R1 (§3, and the readability discussion of §2.3):
+
+- ``pass@1``: correctness averaged over ``k`` samples per question at temperature 0.6, top-p 0.95
+  (R1 §3.1), with the standard error across questions (:func:`grpokit.evaluation.estimators.mean_at_k`);
+- ``behaviour/format_rate``: share of samples in the ``<think>...</think><answer>...</answer>`` layout;
+- ``language_consistency``: mean share of a sample's words in the target script (R1's language
+  consistency measure, :func:`grpokit.datagen.filters.language_share`);
+- ``behaviour/length_mean`` (tokens), ``behaviour/reflection_per_1k`` and ``behaviour/reflection_frac``
+  (reflective words, :mod:`grpokit.evaluation.behaviour`).
+
+The stage writes ``result.json`` (all of it), ``eval.jsonl`` (one line, so ``grpokit report`` reads the
+stage folder like a run) and ``samples.jsonl`` (every sample with its grade).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from grpokit import models, rewards as rw
+from grpokit.config import to_dict
+from grpokit.datagen.filters import language_share
+from grpokit.datagen.sample import checkpoint_step
+from grpokit.evaluation.behaviour import behaviour_metrics
+from grpokit.evaluation.estimators import mean_at_k
+from grpokit.rewards.format import is_r1_format
+from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.tasks import load_task
+
+COMPARED = (("pass@1", "held-out pass@1"), ("behaviour/format_rate", "format compliance"),
+            ("language_consistency", "language consistency"), ("behaviour/length_mean", "mean length (tokens)"),
+            ("behaviour/reflection_per_1k", "reflective words per 1k tokens"),
+            ("behaviour/reflection_frac", "share with a reflective word"))
+"""Rows of the comparison table: (result key, label)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    model: str = "smollm2-135m"
+    """Model or checkpoint to evaluate."""
+    task: str = "add2"
+    """Task whose held-out split is used."""
+    task_options: dict = field(default_factory=dict)
+    """Options passed to the task."""
+    n: int = 0
+    """Held-out questions (0 = all)."""
+    k: int = 4
+    """Samples per question; pass@1 is their mean correctness."""
+    temperature: float = 0.6
+    """Sampling temperature (R1 evaluates at 0.6)."""
+    top_p: float = 0.95
+    """Nucleus mass (R1: 0.95)."""
+    max_new_tokens: int = 128
+    """Completion cap."""
+    template: str = "chat"
+    """Prompt template (the one the model was trained with)."""
+    system_prompt: str = ""
+    """System message for the chat template."""
+    correctness: str = ""
+    """Reward spec that grades (1.0 = correct); '' = the task's correctness reward."""
+    script: str = "latin"
+    """Target script of language consistency."""
+    prompts_per_batch: int = 16
+    """Questions sampled together."""
+    seed: int = 0
+    """Sampling seed."""
+    device: str = "auto"
+    """'auto', 'cpu', 'cuda', ..."""
+    dtype: str = "auto"
+    """'auto', 'fp32', 'bf16'."""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default)."""
+    out: str = ""
+    """Folder for result.json, eval.jsonl and samples.jsonl."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def evaluate_model(cfg: EvalConfig) -> dict:
+    """Sample, grade and measure (module docstring); writes the files into ``cfg.out`` when set."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    task = load_task(cfg.task, **cfg.task_options)
+    examples = task.heldout[:cfg.n] if cfg.n else task.heldout
+    if not examples:
+        raise ValueError(f"task {cfg.task!r} has no held-out questions to evaluate")
+    grader = rw.build({cfg.correctness or task.correctness: 1.0})
+    model, tok = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    engine = HFEngine(model, tok)
+    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    texts, lengths, correct, per_q, samples = [], [], [], [], []
+    batches = range(0, len(examples), cfg.prompts_per_batch)
+    if cfg.progress:
+        from tqdm import tqdm
+        batches = tqdm(batches, desc="eval", dynamic_ncols=True)
+    for b in batches:
+        chunk = examples[b:b + cfg.prompts_per_batch]
+        prompts = [render(tok, task.question_text(ex), cfg.template, cfg.system_prompt or None) for ex in chunk]
+        r = engine.generate(prompts, cfg.k, params, torch.Generator().manual_seed(cfg.seed * 1_000_003 + b))
+        keys = {key for ex in chunk for key in ex.reward_columns()}
+        cols = {key: [ex.reward_columns().get(key) for ex in chunk for _ in range(cfg.k)] for key in keys}
+        cols["truncated"] = r.truncated.tolist()
+        ok = [v == 1.0 for v in rw.score(grader, r.prompts, r.completions, cols).per_fn[grader[0].name]]
+        texts += r.completions
+        lengths += r.lengths.tolist()
+        correct += ok
+        for j, ex in enumerate(chunk):
+            per_q.append(ok[j * cfg.k:(j + 1) * cfg.k])
+            samples += [{"id": ex.id, "sample": i, "text": r.completions[j * cfg.k + i], "correct": ok[j * cfg.k + i]}
+                        for i in range(cfg.k)]
+    result = {"model": cfg.model, "model_step": checkpoint_step(cfg.model), "task": task.name,
+              "n_questions": len(examples), "k": cfg.k, **mean_at_k(per_q).as_dict("pass@1"),
+              **behaviour_metrics(texts, lengths, correct, format_fn=is_r1_format),
+              "language_consistency": sum(language_share(t, cfg.script) for t in texts) / len(texts),
+              "config": to_dict(cfg)}
+    if cfg.out:
+        out = Path(cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
+        line = {"step": result["model_step"] or 0, **{k: v for k, v in result.items() if k != "config"}}
+        (out / "eval.jsonl").write_text(json.dumps(_finite(line)) + "\n", encoding="utf-8")
+        tmp = out / "result.json.tmp"
+        tmp.write_text(json.dumps(_finite(result), indent=1), encoding="utf-8")
+        tmp.replace(out / "result.json")
+    print(f"[eval] {cfg.model}: pass@1 {result['pass@1']:.1%} ± {result['pass@1_se']:.1%}, format "
+          f"{result['behaviour/format_rate']:.1%}, language {result['language_consistency']:.1%} "
+          f"(n={len(examples)}, k={cfg.k})", flush=True)
+    return result
+
+
+def _finite(d: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def comparison_table(runs: list[tuple[str, dict, dict]]) -> str:
+    """Markdown table of ``(name, final eval result, budget)`` per pipeline run, side by side."""
+    head = "| metric | " + " | ".join(name for name, _, _ in runs) + " |"
+    lines = [head, "|---|" + "---|" * len(runs)]
+    for key, label in COMPARED:
+        cells = []
+        for _, res, _ in runs:
+            v, se = res.get(key), res.get(f"{key}_se")
+            cells.append(_fmt(v) + (f" ± {se:.3f}" if isinstance(se, float) and math.isfinite(se) else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| questions x samples | " + " | ".join(f"{r.get('n_questions')} x {r.get('k')}" for _, r, _ in runs) + " |")
+    for key, label in (("sequences", "budget: sequences sampled or trained on"), ("seconds", "budget: wall-clock seconds")):
+        lines.append(f"| {label} | " + " | ".join(_fmt(b.get(key)) for _, _, b in runs) + " |")
+    return "\n".join(lines) + "\n"
