@@ -32,7 +32,12 @@ class TrainConfig:
     """System message for the chat template ('' = the template's own default)."""
     rewards: dict = field(default_factory=dict)
     """Reward functions, name -> weight; names are built-ins or 'module:function'. Empty = the task's default."""
-    # --- GRPO ---
+    # --- algorithm: `algo` names a preset; naming it fills the fields below that you do not set ---
+    algo: str = "grpo"
+    """Algorithm preset: grpo, r1_zero, dr_grpo, dapo, rloo, reinforce_pp, reinforce_pp_baseline, gspo,
+    ppo (critic on); see docs/algorithms.md. Named here or in YAML, it sets the preset's values (beta, clip,
+    aggregation, ...) for every field you leave unset (preset < YAML < --key). Left unnamed: GRPO with the
+    defaults below (beta 0)."""
     steps: int = 60
     """Optimizer steps (each samples a fresh batch of prompts)."""
     prompts_per_step: int = 8
@@ -45,8 +50,8 @@ class TrainConfig:
     """Sampling temperature (training log-probs use the same temperature)."""
     top_p: float = 1.0
     """Nucleus sampling mass for training rollouts."""
-    adv_scale: str = "group"
-    """Advantage scaling: 'group' (divide by group std, GRPO), 'batch', 'none' (Dr. GRPO)."""
+    advantage: str = ""
+    """Advantage estimator: '' (the preset's), grpo (group std), dr_grpo (no std), rloo, reinforce_pp, reinforce_pp_baseline."""
     adv_eps: float = 1e-4
     """Epsilon added to the std in the advantage."""
     eps_low: float = 0.2
@@ -54,13 +59,33 @@ class TrainConfig:
     eps_high: float = 0.2
     """Upper clip range of the ratio: 1 + eps_high (DAPO's clip-higher uses 0.28)."""
     beta: float = 0.0
-    """KL coefficient (k3 estimator in the loss); > 0 loads a frozen reference model."""
+    """KL coefficient (in the loss or the reward, as the preset places it); > 0 loads a frozen reference model."""
     ref_reset_every: int = 0
     """Reset the reference model to the policy every K steps (0 = never)."""
     aggregation: str = "seq-mean-token-mean"
     """Loss aggregation: 'seq-mean-token-mean' (GRPO paper), 'token-mean' (DAPO), 'constant' (Dr. GRPO)."""
     mu: int = 1
-    """Policy updates per batch of rollouts (mu > 1 stores old log-probs and makes clipping bind)."""
+    """Policy updates (epochs) per batch of rollouts (mu > 1 stores old log-probs and makes clipping bind)."""
+    mini_batches: int = 1
+    """Optimizer steps per epoch: the N sequences are split into this many parts (at most N); > 1 makes later parts off-policy."""
+    dynamic_sampling_max_rounds: int = 0
+    """DAPO dynamic sampling: 0 = off; k >= 1 drops groups whose rewards are all equal and samples more
+    prompts, at most k generation rounds per step, until B groups are kept."""
+    overlong_filter: bool = False
+    """DAPO: leave completions truncated at max_new_tokens out of the loss."""
+    overlong_cache_frac: float = 0.0
+    """DAPO soft overlong penalty: the last fraction of max_new_tokens where the reward falls linearly to -1 (0 = off; DAPO 0.2)."""
+    # --- critic (PPO: --algo ppo) ---
+    critic_lr: float = 1e-5
+    """Value model learning rate (constant; TinyZero and verl use 1e-5)."""
+    critic_trunk: str = "separate"
+    """'separate' (a copy of the policy's trunk, the PPO baseline) or 'shared' (a scalar head on the policy's own trunk)."""
+    gamma: float = 1.0
+    """GAE discount."""
+    lam: float = 0.95
+    """GAE lambda."""
+    value_clip: float = 0.5
+    """Clip range of the value loss around the sampling-time values (0 = unclipped)."""
     # --- optimizer ---
     lr: float = 1e-5
     """AdamW learning rate (peak)."""
@@ -146,7 +171,11 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
 
 
 def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any] | None = None, base: dict | None = None):
-    """Defaults <- ``base`` <- YAML file <- overrides; unknown keys are an error that lists the known ones."""
+    """Defaults <- preset <- ``base`` <- YAML file <- overrides; unknown keys are an error that lists the known ones.
+
+    The preset layer exists only when ``algo`` is given (in ``base``, YAML or overrides): then
+    :func:`preset_values` fills every field it maps that was not given explicitly.
+    """
     values: dict[str, Any] = dict(base or {})
     if yaml_path:
         p = Path(yaml_path)
@@ -161,9 +190,58 @@ def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(fields)}")
+    if cls is TrainConfig and "algo" in values:  # preset < base < YAML < overrides
+        values = {**preset_values(str(values["algo"])), **values}
     return cls(**{k: _coerce(k, fields[k].type, v) for k, v in values.items()})
 
 
 def to_dict(cfg) -> dict:
     d = dataclasses.asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The :class:`TrainConfig` values that algorithm preset ``name`` sets, in config terms.
+
+    Preset fields left ``None`` (the run's own lr, temperature, G, ...) are absent, so they keep
+    the config's defaults.
+    """
+    from grpokit.algo import get_preset
+
+    p = get_preset(name)
+    values: dict[str, Any] = {
+        "eps_low": p.eps_low, "eps_high": p.eps_high, "beta": p.beta, "aggregation": p.aggregation,
+        "adv_eps": p.adv_eps, "ref_reset_every": p.ref_reset_every or 0, "gamma": p.gamma, "lam": p.lam,
+        "value_clip": p.value_clip or 0.0, "dynamic_sampling_max_rounds": p.max_sampling_rounds if p.dynamic_sampling else 0,
+        "overlong_filter": p.overlong_filter, "overlong_cache_frac": p.overlong_cache_frac or 0.0,
+    }
+    optional = {"temperature": p.temperature, "group_size": p.num_generations, "lr": p.lr,
+                "mini_batches": p.mini_batches, "critic_lr": p.critic_lr}
+    values.update({k: v for k, v in optional.items() if v is not None})
+    return values
+
+
+def algo_preset(cfg: TrainConfig):
+    """The :class:`grpokit.algo.AlgoPreset` a run executes: ``cfg.algo``'s preset with the config's values.
+
+    The function names (estimator, loss, KL estimator and placement, critic on/off) come from the
+    preset; every constant comes from ``cfg``, which :func:`make` already filled from the preset
+    where the user set nothing. Raises a clear ``ValueError`` for an unknown name or a bad value.
+    """
+    from grpokit.algo import get_preset
+
+    if cfg.critic_trunk not in ("separate", "shared"):
+        raise ValueError(f"critic_trunk must be 'separate' or 'shared', got {cfg.critic_trunk!r}")
+    if cfg.mini_batches < 1 or cfg.mu < 1:
+        raise ValueError(f"mu and mini_batches must be >= 1, got mu={cfg.mu}, mini_batches={cfg.mini_batches}")
+    if cfg.dynamic_sampling_max_rounds < 0:
+        raise ValueError(f"dynamic_sampling_max_rounds must be >= 0 (0 = off), got {cfg.dynamic_sampling_max_rounds}")
+    p = get_preset(cfg.algo)
+    return p.replace(
+        advantage=cfg.advantage or p.advantage, eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta,
+        aggregation=cfg.aggregation, adv_eps=cfg.adv_eps, ref_reset_every=cfg.ref_reset_every or None,
+        temperature=cfg.temperature, num_generations=cfg.group_size, lr=cfg.lr, mini_batches=cfg.mini_batches,
+        critic_lr=cfg.critic_lr, gamma=cfg.gamma, lam=cfg.lam, value_clip=cfg.value_clip or None,
+        dynamic_sampling=cfg.dynamic_sampling_max_rounds > 0, max_sampling_rounds=max(1, cfg.dynamic_sampling_max_rounds),
+        overlong_filter=cfg.overlong_filter, overlong_cache_frac=cfg.overlong_cache_frac or None,
+    )

@@ -16,3 +16,12 @@ def first_char_is_answer(prompts, completions, answer, **_):
 
 def digit_share(prompts, completions, **_):
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
+
+
+def digit_share_low_only(prompts, completions, answer, **_):
+    """Share of digits for questions whose answer is 0-4; questions answered 5-9 always score 0 (flat groups)."""
+    return [sum(ch.isdigit() for ch in c) / max(1, len(c)) if int(a) < 5 else 0.0 for c, a in zip(completions, answer)]
+
+
+def always_zero(prompts, completions, **_):
+    return [0.0 for _ in completions]

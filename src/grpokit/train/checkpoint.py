@@ -2,7 +2,9 @@
 
 ``checkpoints/step_000005/`` holds ``model.safetensors`` + ``config.json`` + tokenizer files
 (``from_pretrained`` loads it as any model) and ``trainer_state.pt``: optimizer, scheduler, the
-sampling generator, Python/torch RNG states, data position and step. A checkpoint is written to a
+sampling generator, Python/torch RNG states, data position and step. PPO runs add ``critic/`` (the
+value model's weights, see :mod:`grpokit.train.critic`) and the critic's optimizer state inside
+``trainer_state.pt``. A checkpoint is written to a
 temporary folder and renamed, so a crash or a full disk mid-save never leaves a half checkpoint
 that ``--resume`` would pick.
 """
@@ -29,7 +31,7 @@ def latest(run_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
 
 
-def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None) -> Path:
+def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None, critic=None) -> Path:
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -37,6 +39,10 @@ def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if critic is not None:
+            from grpokit.train.critic import save_critic
+
+            save_critic(critic, tmp)
         full = {**state, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         if ref_model is not None:
             full["ref_model"] = ref_model.state_dict()

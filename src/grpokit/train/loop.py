@@ -1,16 +1,18 @@
 """The GRPO training loop, written as if single-process, top to bottom.
 
+    preset <- the algorithm's functions and constants (--algo; algo.get_preset, config.algo_preset)
     for step:
         prompts  <- B examples of the task (fixed, seeded order; resumable position)
-        rollout  <- G completions per prompt                         (rollout engine)
-        rewards  <- every reward function, weighted                  (rewards)
-        adv      <- group-relative advantages                        (algo.group_advantages)
-        for mu epochs, for micro-batches: loss = policy_loss(...); backward   (algo.policy_loss)
-        clip, step; log metrics and every group; checkpoint
+        rollout  <- G completions per prompt; DAPO refills groups that cannot teach  (train.sampling)
+        rewards  <- every reward function, weighted (+ the soft overlong penalty)   (rewards)
+        adv      <- the preset's estimator, or GAE over the critic's values       (train.update)
+        for mu epochs, mini-batches, micro-batches: preset.loss (+ value loss); backward; step
+        log metrics and every group; checkpoint
 
-Departures from the DeepSeekMath paper, all explicit config fields: beta defaults to 0 (no
-reference model; Dr. GRPO and DAPO found it unnecessary, and it halves memory), and the learning
-rate and batch are sized for a 135M model on a laptop CPU.
+Departures from the DeepSeekMath paper, all explicit config fields: without --algo, beta defaults
+to 0 (no reference model; Dr. GRPO and DAPO found it unnecessary, and it halves memory), and the
+learning rate and batch are sized for a 135M model on a laptop CPU. --algo grpo gives the paper's
+beta 0.04.
 """
 
 from __future__ import annotations
@@ -20,24 +22,28 @@ import logging
 import math
 import random
 import re
+import resource
 import signal
+import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from grpokit import models, rewards as rw
 from grpokit.accuracy import accuracy
-from grpokit.algo import group_advantages, policy_loss, step_normalizer
-from grpokit.config import TrainConfig, to_dict
+from grpokit.algo import overlong_filter
+from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
-from grpokit.train.batch import TrainBatch, group_chunks, group_logprobs
+from grpokit.train.batch import TrainBatch
+from grpokit.train.critic import build_critic, count_params, load_critic
+from grpokit.train.sampling import add_overlong_penalty, sample_groups
+from grpokit.train.update import Learner, run_update
 
 log = logging.getLogger(__name__)
 
@@ -107,15 +113,6 @@ class _Interrupt:
         return False
 
 
-def _columns(examples, G: int, rollout, max_new_tokens: int) -> dict[str, list]:
-    keys = {k for ex in examples for k in ex.reward_columns()}
-    cols = {k: [ex.reward_columns().get(k) for ex in examples for _ in range(G)] for k in keys}
-    cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    cols["truncated"] = rollout.truncated.tolist()
-    cols["max_new_tokens"] = [max_new_tokens] * len(rollout.completions)
-    return cols
-
-
 def _mean_std(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -124,8 +121,21 @@ def _mean_std(xs):
     return m, (sum((x - m) ** 2 for x in xs) / max(1, len(xs) - 1)) ** 0.5
 
 
-def train(cfg: TrainConfig) -> Path:
-    """Run GRPO as configured; returns the run folder."""
+def peak_memory_mb(device: torch.device | None = None) -> float:
+    """Peak memory of this process so far: CUDA allocations on a GPU, else the peak resident set size."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def train(cfg: TrainConfig, *, on_update=None) -> Path:
+    """Run the configured algorithm (``cfg.algo``); returns the run folder.
+
+    ``on_update``, if given, receives a :class:`grpokit.train.update.UpdateRecord` after every
+    optimizer step (the tensors its loss was computed from), for checks and debugging.
+    """
+    preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if cfg.resume and ckpt.latest(run_dir) is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
@@ -143,9 +153,16 @@ def train(cfg: TrainConfig) -> Path:
     model.config.use_cache = False
     engine = HFEngine(model, tokenizer)
     ref_model = None
-    if cfg.beta > 0:
+    if preset.needs_reference:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    critic = critic_optimizer = None
+    if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
+        critic = build_critic(model, shared=cfg.critic_trunk == "shared")
+        if resume_from:
+            load_critic(critic, resume_from)
+        critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=preset.critic_lr, betas=tuple(cfg.adam_betas),
+                                             weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     data = DataStream(task.train, cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
@@ -154,6 +171,8 @@ def train(cfg: TrainConfig) -> Path:
     if resume_from:
         state = ckpt.load_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
+        if critic_optimizer is not None:
+            critic_optimizer.load_state_dict(state["critic_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler"])
         data.load(state["data"])
@@ -189,22 +208,25 @@ def train(cfg: TrainConfig) -> Path:
     def save(step):
         state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                  "sampler": sampler.get_state(), "data": data.state()}
+        if critic_optimizer is not None:
+            state["critic_optimizer"] = critic_optimizer.state_dict()
         keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
-        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref)
+        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
 
     first_eval = evaluate(0) if start_step == 0 else None
     bar = None
     if cfg.progress:
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start_step, desc="grpo", dynamic_ncols=True)
+        bar = tqdm(total=cfg.steps, initial=start_step, desc=cfg.algo, dynamic_ncols=True)
+    learner = Learner(model, optimizer, ref_model, critic, critic_optimizer)
     step = start_step
     last_saved = start_step if resume_from else -1
     try:
         with _Interrupt() as interrupt:
             while step < cfg.steps:
                 step += 1
-                metrics = one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data,
-                                   sampler, reward_specs, params, prompt_text, writer, B, G, task.correctness)
+                metrics = one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params,
+                                   prompt_text, writer, B, G, task.correctness, on_update)
                 writer.log_metrics(step, metrics)
                 writer.set_status("running", step=step, total_steps=cfg.steps)
                 if cfg.ref_reset_every and ref_model is not None and step % cfg.ref_reset_every == 0:
@@ -247,83 +269,57 @@ def train(cfg: TrainConfig) -> Path:
     return run_dir
 
 
-def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, scheduler, data, sampler, reward_specs,
-             params, prompt_text, writer, B, G, correctness: str) -> dict:
+def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params, prompt_text, writer,
+             B, G, correctness: str, on_update=None) -> dict:
     t0 = time.time()
-    examples = data.take(B)
-    prompts = [prompt_text(ex) for ex in examples]
-    engine.sync_weights(model)
-    rollout = engine.generate(prompts, G, params, sampler)  # N = B*G sequences
-    t_gen = time.time()
-
-    scores = rw.score(reward_specs, rollout.prompts, rollout.completions, _columns(examples, G, rollout, cfg.max_new_tokens))
-    for err in scores.errors:
+    engine.sync_weights(learner.policy)
+    got = sample_groups(engine, data, prompt_text, reward_specs, params, sampler, B, G,
+                        max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
+    examples, rollout, scores = got.examples, got.rollout, got.scores
+    for err in got.errors:
         writer.log_event("reward_error", step=step, **err)
-    adv = group_advantages(scores.total.view(B, G), scale=cfg.adv_scale, eps=cfg.adv_eps,
-                           mask=scores.valid.view(B, G)).view(-1)  # [N]
+    cache = preset.overlong_cache_tokens(cfg.max_new_tokens)
+    if cache is not None:  # DAPO's soft overlong punishment: one more reward term
+        scores = add_overlong_penalty(scores, rollout.lengths, cfg.max_new_tokens, cache)
     t_rew = time.time()
 
-    batch = TrainBatch.from_rollout(rollout, adv)
-    norm = step_normalizer(batch.completion_mask, cfg.aggregation, cfg.max_new_tokens)
-    # With beta = 0 a group whose advantages are all zero has zero loss and gradient: skip its passes.
-    chunks = group_chunks(adv, G, cfg.micro_batch_size, skip_zero=cfg.beta == 0)
-    rows = [i for c in chunks for i in c]
-    model.train()
-    if cfg.mu > 1 and rows:  # old log-probs of the sampling policy, needed once the policy moves
-        batch.old_logp = _logp_table(model, batch, chunks, G, cfg.temperature)
-    if cfg.beta > 0 and rows:
-        batch.ref_logp = _logp_table(ref_model, batch, chunks, G, cfg.temperature)
-    sums = {"clip_low_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio": 0.0, "tokens": 0.0, "entropy": 0.0}
-    loss_total, grad_norm = 0.0, 0.0
-    for epoch in range(cfg.mu):
-        optimizer.zero_grad(set_to_none=True)
-        for chunk in chunks:
-            logp, mask, ent = group_logprobs(model, batch, chunk, G, cfg.temperature, entropy=epoch == 0)
-            T = logp.shape[1]
-            idx = torch.tensor(chunk)
-            old = batch.old_logp[idx, :T] if batch.old_logp is not None else logp.detach()
-            ref = batch.ref_logp[idx, :T] if batch.ref_logp is not None else None
-            loss, m = policy_loss(logp, old, batch.advantages[idx].to(logp.device), mask, eps_low=cfg.eps_low,
-                                  eps_high=cfg.eps_high, beta=cfg.beta, ref_logp=ref, aggregation=cfg.aggregation,
-                                  max_len=cfg.max_new_tokens, normalizer=norm)
-            loss.backward()
-            if epoch == cfg.mu - 1:
-                loss_total += float(loss.detach())
-                tok = float(m["tokens"])
-                for k in ("clip_low_frac", "clip_high_frac", "kl", "ratio"):
-                    sums[k] += float(m[k]) * tok
-                sums["tokens"] += tok
-            if ent is not None:
-                sums["entropy"] += float((ent * mask).sum())
-        if rows:
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf")))
-            optimizer.step()
+    batch = TrainBatch.from_rollout(rollout)
+    if preset.overlong_filter:  # DAPO: truncated completions leave the loss
+        batch.completion_mask = overlong_filter(batch.completion_mask, rollout.truncated)
+    if preset.use_critic:  # an unscorable completion has no return to regress on
+        batch.completion_mask = batch.completion_mask * scores.valid.unsqueeze(-1).to(batch.completion_mask.dtype)
+    learner.policy.train()
+    upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, on_update)
+    adv = upd.advantages
     lr = scheduler.get_last_lr()[0]
     with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
         warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
         scheduler.step()
     t_upd = time.time()
 
+    Bk = len(examples)
     lengths = rollout.lengths.float()
-    zero_std = (scores.total.view(B, G).std(1) == 0) if G > 1 else torch.ones(B, dtype=torch.bool)
+    zero_std = (scores.total.view(Bk, G).std(1) == 0) if G > 1 else torch.ones(Bk, dtype=torch.bool)
     correct = scores.per_fn.get(correctness, scores.per_fn.get(reward_specs[0].name) if reward_specs else None)
-    tok_total = max(1.0, sums["tokens"])
     metrics = {
         "reward/mean": float(scores.total.mean()), "reward/std": float(scores.total.std()) if len(scores.total) > 1 else 0.0,
-        "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(scores.errors),
+        "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(got.errors),
         "reward/correct_frac": float(sum(1 for v in (correct or []) if v == 1.0) / max(1, len(correct or []))),
-        "groups/zero_std_frac": float(zero_std.float().mean()), "groups/skipped_sequences": len(batch) - len(rows),
+        "groups/zero_std_frac": float(zero_std.float().mean()), "groups/skipped_sequences": upd.skipped,
         "completions/mean_length": float(lengths.mean()), "completions/max_length": int(lengths.max()),
         "completions/truncated_frac": float(rollout.truncated.float().mean()),
-        "loss/policy": loss_total, "loss/clip_low_frac": sums["clip_low_frac"] / tok_total,
-        "loss/clip_high_frac": sums["clip_high_frac"] / tok_total, "loss/kl": sums["kl"] / tok_total,
-        "loss/ratio": sums["ratio"] / tok_total if rows else 1.0,
-        "policy/entropy": sums["entropy"] / tok_total if rows else None,
-        "optim/grad_norm": grad_norm, "optim/lr": lr,
-        "time/generate": t_gen - t0, "time/reward": t_rew - t_gen, "time/update": t_upd - t_rew, "time/step": t_upd - t0,
+        **upd.metrics,
+        "optim/lr": lr,
+        "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
+        "time/logprobs": upd.t_logprobs, "time/critic": upd.t_critic, "time/step": t_upd - t0,
         "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
         "throughput/completions_per_s": len(batch) / (t_upd - t0),
+        "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),
+        "memory/peak_mb": peak_memory_mb(next(learner.policy.parameters()).device),
     }
+    if cfg.dynamic_sampling_max_rounds:
+        metrics.update({"groups/kept": Bk, "groups/dropped": got.dropped, "groups/sampling_rounds": got.rounds,
+                        "groups/extra_generations": got.generated - B * G})
     for name, vals in scores.per_fn.items():
         m_, s_ = _mean_std(vals)
         metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = m_, s_
@@ -331,10 +327,14 @@ def one_step(cfg, step, model, ref_model, engine, tokenizer, optimizer, schedule
     metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
     for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
         writer.log_event("aha", step=step, **aha.as_dict())
-    spec = next((s for s in reward_specs if s.name == correctness), reward_specs[0] if reward_specs else None)
-    extract = getattr(spec.fn, "extract", None) if spec else None
-    writer.log_groups(step, _groups(examples, rollout, scores, adv, B, G, cfg.adv_scale, extract))
+    writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage, _extractor(reward_specs, correctness)))
     return metrics
+
+
+def _extractor(reward_specs, correctness):
+    """The answer extractor of the correctness reward, if it has one (``fn.extract``)."""
+    spec = next((s for s in reward_specs if s.name == correctness), reward_specs[0] if reward_specs else None)
+    return getattr(spec.fn, "extract", None) if spec else None
 
 
 def _safe_extract(extract, text):
@@ -346,17 +346,11 @@ def _safe_extract(extract, text):
         return None
 
 
-@torch.no_grad()
-def _logp_table(model, batch, chunks, G, temperature) -> torch.Tensor:
-    """``[N, T]`` log-probs of every selected row under ``model`` (rows not selected stay 0)."""
-    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32)
-    for chunk in chunks:
-        logp, _, _ = group_logprobs(model, batch, chunk, G, temperature)
-        out[torch.tensor(chunk), :logp.shape[1]] = logp.float().cpu()
-    return out
-
-
-def _groups(examples, rollout, scores, adv, B, G, scale, extract=None) -> list[dict]:
+def _groups(examples, rollout, scores, batch, B, G, estimator, extract=None) -> list[dict]:
+    adv = batch.advantages
+    if adv.dim() == 2:  # per-token (critic): one number per completion, the mean over its loss tokens
+        m = batch.completion_mask.float()
+        adv = (adv * m).sum(-1) / m.sum(-1).clamp(min=1)
     groups = []
     for b, ex in enumerate(examples):
         rows = range(b * G, (b + 1) * G)
@@ -366,12 +360,13 @@ def _groups(examples, rollout, scores, adv, B, G, scale, extract=None) -> list[d
         mean, std = _mean_std(vt)
         groups.append({
             "prompt_id": ex.id, "question": ex.question, "prompt": rollout.prompts[b * G], "answer": ex.answer,
-            "baseline": mean, "reward_std": std, "scale": scale,
+            "baseline": mean, "reward_std": std, "estimator": estimator,
             "completions": [{
                 "text": rollout.completions[i], "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
                 "rewards": {name: vals[i] for name, vals in scores.per_fn.items()}, "reward": totals[i - b * G],
                 "valid": valid[i - b * G], "advantage": float(adv[i]),
                 "extracted": _safe_extract(extract, rollout.completions[i]),
+                **({"value": float(batch.old_values[i, 0])} if batch.old_values is not None else {}),
             } for i in rows],
         })
     return groups
