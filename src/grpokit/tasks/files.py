@@ -84,6 +84,10 @@ def _check_row(row: Any, question_key: str, answer_key: str | None) -> str | Non
         return None
     if answer_key is None:
         return None
+    if answer_key in row and row[answer_key] is None and row.get("data_source") is not None:
+        # An explicit null with a data_source: a prompt without a reference answer, routed to rewards
+        # that need none (a reward model for general prompts, as R1's final RL stage).
+        return None
     if answer_key not in row or row[answer_key] is None:
         return f"missing answer column {answer_key!r} (columns: {sorted(row)}); map yours with answer_key="
     a = row[answer_key]
