@@ -51,6 +51,10 @@ def test_eval_of_a_run_folder_uses_its_checkpoint_and_config(tiny_model, tmp_pat
     assert summary["checkpoint"].endswith("checkpoints/step_000001")
     assert summary["n_questions"] == 3 and summary["max_new_tokens"] == 3 and summary["task"] == "say"
     assert "greedy_acc" in summary and "pass@1" not in summary
+    # One of the run's checkpoints also takes the run's settings.
+    assert main(["eval", "--model", summary["checkpoint"], "-k", "0", "--correctness", "final_number", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert again["greedy_acc"] == summary["greedy_acc"] and again["max_new_tokens"] == 3 and again["checkpoint"] is None
 
 
 @pytest.mark.parametrize("argv, message", [

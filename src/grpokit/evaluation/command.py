@@ -1,9 +1,9 @@
 """``grpokit eval``: evaluate a model, checkpoint or run folder on a task's held-out split (or a file).
 
 ``--model`` takes an alias (``smollm2-135m``), a Hugging Face folder, a checkpoint
-(``RUN/checkpoints/step_000020``) or a run folder (its latest checkpoint; the task, template,
-system prompt and completion cap then default to the run's ``config.yaml``, so "after training" is
-measured the way training saw the task). Output: a table of every estimate with its standard error
+(``RUN/checkpoints/step_000020``) or a run folder (its latest checkpoint). For a run or one of its
+checkpoints the task, template, system prompt and completion cap default to the run's
+``config.yaml``, so "after training" is measured the way training saw the task. Output: a table of every estimate with its standard error
 and 95% interval on stdout, and with ``--out DIR`` the files of
 :func:`grpokit.evaluation.runner.write_eval` plus ``settings.json``.
 """
@@ -64,7 +64,8 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 
 
 def resolve_model(spec: str) -> tuple[str, dict]:
-    """``--model`` -> (what ``models.load`` takes, the run config when ``spec`` is a run folder)."""
+    """``--model`` -> (what ``models.load`` takes, the run's config when ``spec`` is a run folder or one of
+    its checkpoints; else ``{}``)."""
     from grpokit.train import checkpoint as ckpt
 
     p = Path(spec).expanduser()
@@ -74,6 +75,9 @@ def resolve_model(spec: str) -> tuple[str, dict]:
             raise FileNotFoundError(f"run folder {p} has no finished checkpoint in {p / 'checkpoints'}; "
                                     "pass a checkpoint folder or let the run save one")
         return str(last), yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+    run_cfg = p.parent.parent / "config.yaml"  # RUN/checkpoints/step_000020: the run's settings still apply
+    if p.is_dir() and p.parent.name == "checkpoints" and run_cfg.exists():
+        return spec, yaml.safe_load(run_cfg.read_text(encoding="utf-8")) or {}
     return spec, {}
 
 
