@@ -85,6 +85,7 @@ class Completions:
     truncated: list[list[bool]]
     rewards: list[list[float | None]]  # the correctness reward's values; None = could not score
     reward_errors: list[dict] = field(default_factory=list)
+    grade_seconds: float = 0.0
 
     @property
     def correct(self) -> list[list[bool]]:
@@ -122,7 +123,9 @@ def generate_graded(engine, tokenizer, task, examples: list[Example], n: int, pa
         chunk = examples[i:i + per_call]
         prompts = [render(tokenizer, task.question_text(ex), template, system or None) for ex in chunk]
         r = engine.generate(prompts, n, params, generator)
+        t0 = time.time()
         scores = rw.score([grader], r.prompts, r.completions, _columns(chunk, n, r))
+        out.grade_seconds += time.time() - t0
         values = scores.per_fn[grader.name]
         out.reward_errors += scores.errors
         lengths, trunc = r.lengths.tolist(), r.truncated.tolist()
@@ -150,8 +153,8 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
 
     ``correctness`` overrides the task's correctness reward (a reward spec). The summary also holds
     the settings, ``unscored`` (completions the reward could not score, counted wrong),
-    ``reward_errors``, ``truncated_frac``, ``votes`` (the answer reader, or why cons@k is absent)
-    and ``time/generate`` / ``time/score`` in seconds.
+    ``reward_errors``, ``truncated_frac``, ``votes`` (the answer reader, or why cons@k is absent),
+    ``time/generate`` (sampling) and ``time/score`` (the reward, estimators and votes) in seconds.
     """
     if not examples:
         raise ValueError(f"task {task.name!r} has no questions to evaluate in this split")
@@ -197,7 +200,8 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
                                               "(register one with grpokit.evaluation.answers.register_reader)"),
         "unscored": sum(v is None for v in every), "reward_errors": sum(len(c.reward_errors) for c in runs),
         "truncated_frac": sum(t for c in runs for row in c.truncated for t in row) / max(1, len(every)),
-        "time/generate": t1 - t0, "time/score": time.time() - t1,
+        "time/generate": t1 - t0 - sum(c.grade_seconds for c in runs),
+        "time/score": time.time() - t1 + sum(c.grade_seconds for c in runs),
     })
     if settings.k:
         summary.update({"temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed})
