@@ -30,7 +30,7 @@ def test_two_step_train_then_eval(tiny_model, tmp_path):
     assert (ckpt / "model.safetensors").exists() and (ckpt / "config.json").exists()
     r = _grpokit("eval", "--model", str(ckpt), "--task", str(task), "-n", "3", "-k", "2", "--max-new-tokens", "4", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout.strip().splitlines()[-1])["n"] == 3
+    assert json.loads(r.stdout.strip().splitlines()[-1])["n_questions"] == 3
 
 
 def _main(capsys, *args):

@@ -40,33 +40,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from grpokit import models
-    from grpokit.accuracy import accuracy
-    from grpokit.rollout import HFEngine
-    from grpokit.tasks import load_task
+    from grpokit.evaluation.command import run
 
-    task = load_task(args.task)
-    model, tok = models.load(args.model, device=args.device)
-    engine = HFEngine(model, tok)
-    examples = task.heldout[: args.n] if args.n else task.heldout
-    out = {"model": args.model, "task": task.name, "n": len(examples)}
-    greedy = accuracy(engine, tok, task, examples, template=args.template, system=args.system_prompt,
-                      max_new_tokens=args.max_new_tokens)
-    out["greedy_acc"], out["greedy_stderr"] = greedy["acc"], greedy["stderr"]
-    if args.k > 0:
-        sampled = accuracy(engine, tok, task, examples, template=args.template, system=args.system_prompt,
-                           max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                           k=args.k, seed=args.seed)
-        out[f"pass@1 (k={args.k}, T={args.temperature})"], out["sampled_stderr"] = sampled["acc"], sampled["stderr"]
-    note = " (fewer than 50 questions: the interval is wide)" if len(examples) < 50 else ""
-    print(f"{task.name}, {len(examples)} held-out questions{note}")
-    print(f"  greedy accuracy: {greedy['acc']:.1%} ± {greedy['stderr']:.1%}")
-    if args.k > 0:
-        print(f"  pass@1 over k={args.k} samples (T={args.temperature}, top-p={args.top_p}): "
-              f"{sampled['acc']:.1%} ± {sampled['stderr']:.1%}")
-    if args.json:
-        print(json.dumps(out))
-    return 0
+    return run(args)
 
 
 def cmd_rewards(args) -> int:
@@ -109,20 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(t)
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("eval", help="held-out accuracy of a model or checkpoint",
-                       description="Greedy accuracy and sampled pass@1 of a model on a task's held-out split.")
-    e.add_argument("--model", default="smollm2-135m", help="model alias, folder or checkpoint (default: smollm2-135m)")
-    e.add_argument("--task", default="add2", help="task name or .jsonl/.parquet file (default: add2)")
-    e.add_argument("-n", type=int, default=0, help="number of held-out questions (0 = all)")
-    e.add_argument("-k", type=int, default=4, help="samples per question for pass@1 (0 = greedy only; default 4)")
-    e.add_argument("--temperature", type=float, default=0.6, help="sampling temperature for pass@1 (R1 uses 0.6)")
-    e.add_argument("--top-p", dest="top_p", type=float, default=0.95, help="nucleus mass for pass@1 (R1 uses 0.95)")
-    e.add_argument("--max-new-tokens", dest="max_new_tokens", type=int, default=64, help="completion cap (default 64)")
-    e.add_argument("--template", default="chat", help="prompt template (default: chat)")
-    e.add_argument("--system-prompt", dest="system_prompt", default="", help="system message for the chat template")
-    e.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    e.add_argument("--seed", type=int, default=0, help="sampling seed")
-    e.add_argument("--json", action="store_true", help="also print the numbers as one JSON line")
+    e = sub.add_parser("eval", help="greedy accuracy, pass@1 over k samples, pass@k and cons@k with error bars",
+                       description="Evaluate a model, checkpoint or run folder on a task's held-out split: greedy "
+                                   "accuracy, R1's pass@1 over k samples (T=0.6, top-p=0.95), unbiased pass@k and "
+                                   "cons@k (majority vote), each with a standard error and a 95% interval.")
+    from grpokit.evaluation.command import add_arguments
+
+    add_arguments(e)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)

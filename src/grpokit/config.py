@@ -108,6 +108,12 @@ class TrainConfig:
     """Held-out questions per evaluation (0 = no evaluation)."""
     eval_max_new_tokens: int = 0
     """Completion cap during evaluation (0 = same as max_new_tokens)."""
+    eval_samples: int = 0
+    """Sampled completions per held-out question at each evaluation, for pass@1 over k and cons@k (0 = greedy only, cheapest)."""
+    eval_temperature: float = 0.6
+    """Sampling temperature of the eval_samples (R1 evaluates at 0.6)."""
+    eval_top_p: float = 0.95
+    """Nucleus mass of the eval_samples (R1 evaluates at 0.95)."""
     save_every: int = 0
     """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
     out: str = ""

@@ -101,3 +101,34 @@ def test_write_eval_files(result, tmp_path):
     row = next(line for line in table.splitlines() if line.startswith("cons@4 "))
     assert f"{s['cons@4']:.4f}" in row and f"{s['cons@4_ci_low']:.4f}" in row
     assert "NOTE: only 3 questions" in table
+
+
+def test_precomputed_correctness_and_no_extractor():
+    # Correctness from elsewhere (the task's reward); without an extractor nothing votes.
+    correct = [[True, False, False, False], [False] * 4, [True, True, True, True]]
+    s, per_q, per_s = evaluate_samples(EXAMPLES, SAMPLES, None, None, [1, 2], correct=correct,
+                                       greedy_texts=GREEDY, greedy_correct=[False, True, True])
+    assert s["pass@1"] == pytest.approx((1 / 4 + 0 + 1) / 3)
+    assert s["pass@2"] == pytest.approx((1 / 2 + 0 + 1) / 3)  # c=1, n=4: 1 - C(3,2)/C(4,2) = 1/2
+    assert s["greedy_acc"] == pytest.approx(2 / 3)
+    assert not any(k.startswith("cons@") for k in s) and "extract_rate" not in s
+    assert "votes" not in per_q[0] and per_s[0]["extracted"] is None and per_s[0]["correct"] is True
+
+
+def test_greedy_only():
+    s, per_q, per_s = evaluate_samples(EXAMPLES, None, grade, answer_region, greedy_texts=GREEDY,
+                                       greedy_lengths=[5, 4, 6])
+    assert s["greedy_acc"] == pytest.approx(2 / 3) and s["extract_rate"] == 1.0
+    assert s["behaviour_of"] == "greedy" and s["behaviour/length_mean"] == pytest.approx(5.0)
+    assert not any(k.startswith(("pass@", "cons@", "samples_")) for k in s)
+    assert per_s == [] and [q["greedy_correct"] for q in per_q] == [True, True, False]
+    assert per_q[2]["greedy_text"] == "\\boxed{11}" and per_q[2]["greedy_length"] == 6
+
+
+def test_missing_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="sampled texts, greedy texts, or both"):
+        evaluate_samples(EXAMPLES, None, grade, answer_region)
+    with pytest.raises(ValueError, match="pass grade_fn and extract_fn, or precomputed"):
+        evaluate_samples(EXAMPLES, SAMPLES, None, answer_region, [1])
+    with pytest.raises(ValueError, match="correct must have one entry per sample"):
+        evaluate_samples(EXAMPLES, SAMPLES, None, None, [1], correct=[[True]] * 3)

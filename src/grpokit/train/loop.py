@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from grpokit import models, rewards as rw
-from grpokit.accuracy import accuracy
+from grpokit.accuracy import EvalSettings, evaluate as evaluate_heldout
 from grpokit.algo import overlong_filter
 from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
@@ -192,17 +192,28 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     def prompt_text(ex):
         return render(tokenizer, task.question_text(ex), cfg.template, cfg.system_prompt or None)
 
+    # k_values=(k,): pass@1, pass@k and cons@k at the full k; cons@1 and the small k add panels, not information.
+    eval_settings = EvalSettings(k=cfg.eval_samples, k_values=(cfg.eval_samples,) if cfg.eval_samples > 0 else (),
+                                 temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,
+                                 max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens, template=cfg.template,
+                                 system=cfg.system_prompt, seed=cfg.seed)
+    eval_clock = {"start": time.time(), "spent": 0.0}  # eval_share = spent / wall time of this process
+
     def evaluate(step):
+        """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line."""
         if cfg.eval_size <= 0:
             return None
         t0 = time.time()
-        res = accuracy(engine, tokenizer, task, task.heldout[:cfg.eval_size], template=cfg.template,
-                       system=cfg.system_prompt, max_new_tokens=cfg.eval_max_new_tokens or cfg.max_new_tokens)
-        rec = {"greedy_acc": res["acc"], "greedy_stderr": res["stderr"], "n": res["n"],
-               "mean_length": res["mean_length"], "time": time.time() - t0}
+        res = evaluate_heldout(engine, tokenizer, task, task.heldout[:cfg.eval_size], eval_settings)
+        spent = time.time() - t0
+        eval_clock["spent"] += spent
+        rec = {**res.summary, "time/eval": spent, "eval_share": eval_clock["spent"] / (time.time() - eval_clock["start"])}
         writer.log_eval(step, rec)
-        print(f"[eval] step {step}: held-out greedy accuracy {res['acc']:.1%} ± {res['stderr']:.1%} "
-              f"(n={res['n']}, {rec['time']:.0f}s)", flush=True)
+        sampled = (f", pass@1 {rec['pass@1']:.1%} ± {rec['pass@1_se']:.1%}, cons@{cfg.eval_samples} "
+                   f"{rec.get(f'cons@{cfg.eval_samples}', float('nan')):.1%}" if cfg.eval_samples else "")
+        print(f"[eval] step {step}: held-out greedy accuracy {rec['greedy_acc']:.1%} ± {rec['greedy_acc_se']:.1%}"
+              f"{sampled} (n={rec['n_questions']}, {spent:.0f}s" + (f", {rec['eval_share']:.0%} of the time so far)"
+                                                                   if step > start_step else ")"), flush=True)
         return rec
 
     def save(step):
@@ -227,12 +238,14 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
                 step += 1
                 metrics = one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params,
                                    prompt_text, writer, B, G, task.correctness, on_update)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                    ev = evaluate(step)
+                    if ev:  # logged with the step so `grpokit report` shows eval time beside the phases
+                        metrics["time/eval"] = ev["time/eval"]
                 writer.log_metrics(step, metrics)
                 writer.set_status("running", step=step, total_steps=cfg.steps)
                 if cfg.ref_reset_every and ref_model is not None and step % cfg.ref_reset_every == 0:
                     ref_model.load_state_dict(model.state_dict())
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                    evaluate(step)
                 if cfg.save_every and step % cfg.save_every == 0:
                     save(step)
                     last_saved = step
@@ -265,7 +278,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     writer.set_status("finished", step=step, total_steps=cfg.steps)
     if first_eval and final_eval:
         print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
-              f"({step} steps). Run folder: {run_dir}")
+              f"({step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). Run folder: {run_dir}")
     return run_dir
 
 
