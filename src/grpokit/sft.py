@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from grpokit.train.interrupt import GracefulInterrupt
 from grpokit import models
 from grpokit.config import make, to_dict
 from grpokit.rollout import render
@@ -183,26 +183,6 @@ def response_nll(model, seqs: list[tuple[list[int], int]], pad_id: int, device) 
     return nll, int((target != -100).sum())
 
 
-class _Interrupt:
-    """First Ctrl-C: finish the step, save, stop. Second: stop at once (a checkpoint is still saved)."""
-
-    requested = False
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop now).", flush=True)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._old)
-        return False
-
-
 def _check(cfg: SFTConfig) -> None:
     if cfg.lr_schedule not in ("constant", "linear", "cosine"):
         raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
@@ -255,7 +235,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     last_saved = step if resume_from else -1
     plans: dict[int, list[list[int]]] = {}
     try:
-        with _Interrupt() as interrupt:
+        with GracefulInterrupt() as interrupt:
             while step < total:
                 epoch, pos = divmod(step, per_epoch)
                 if epoch not in plans:

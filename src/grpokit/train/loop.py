@@ -23,7 +23,6 @@ import math
 import random
 import re
 import resource
-import signal
 import sys
 import time
 import warnings
@@ -40,6 +39,7 @@ from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
+from grpokit.train.interrupt import GracefulInterrupt
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
 from grpokit.train.sampling import add_overlong_penalty, sample_groups
@@ -90,27 +90,6 @@ def lr_lambda(cfg: TrainConfig):
     if cfg.lr_schedule not in ("constant", "linear", "cosine"):
         raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
     return f
-
-
-class _Interrupt:
-    """First Ctrl-C: finish the current step, save, stop. Second: stop at once (still saving)."""
-
-    def __init__(self):
-        self.requested = False
-
-    def __enter__(self):
-        self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\nCtrl-C: finishing this step, then saving a checkpoint (Ctrl-C again to stop now).", flush=True)
-
-    def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._old)
-        return False
 
 
 def _mean_std(xs):
@@ -233,7 +212,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     step = start_step
     last_saved = start_step if resume_from else -1
     try:
-        with _Interrupt() as interrupt:
+        with GracefulInterrupt() as interrupt:
             while step < cfg.steps:
                 step += 1
                 metrics = one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params,
