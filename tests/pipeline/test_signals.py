@@ -37,7 +37,7 @@ def _wait_for_steps(proc, metrics: Path, n: int, timeout=240):
 @pytest.mark.slow
 def test_sigint_and_sigkill_during_the_rl_stage(tiny_model, tmp_path):
     overrides = [f"model={tiny_model}", f"task={toy_task(tmp_path / 'toy.jsonl')}", "task_options={heldout_size: 4}",
-                 "steps=8", "prompts_per_step=2", "group_size=3", "max_new_tokens=6", "eval_n=4", "eval_k=2",
+                 "steps=40", "prompts_per_step=2", "group_size=3", "max_new_tokens=6", "eval_n=4", "eval_k=2",
                  "rl.save_every=1"]
     want = tmp_path / "uninterrupted"
     assert run_pipeline(rcp.load_recipe("r1_zero", overrides), str(want), progress=False) == 0
@@ -54,7 +54,7 @@ def test_sigint_and_sigkill_during_the_rl_stage(tiny_model, tmp_path):
 
     proc = _start(["--out", str(out), *overrides])  # resumes, then dies without any chance to clean up
     n_before = len(read_jsonl(metrics))
-    _wait_for_steps(proc, metrics, n_before + 2)
+    _wait_for_steps(proc, metrics, n_before + 2)  # 40 steps: the kill lands well before the stage ends
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     assert stage_manifests(out)[0]["state"] == "running"  # what a killed process leaves behind
@@ -62,4 +62,4 @@ def test_sigint_and_sigkill_during_the_rl_stage(tiny_model, tmp_path):
     assert run_pipeline(rcp.load_recipe("r1_zero", overrides), str(out), progress=False) == 0
     final = [json.loads((r / "pipeline.json").read_text())["final_model_sha256"] for r in (want, out)]
     assert final[0] == final[1]
-    assert [m["step"] for m in read_jsonl(metrics)] == list(range(1, 9))
+    assert [m["step"] for m in read_jsonl(metrics)] == list(range(1, 41))
