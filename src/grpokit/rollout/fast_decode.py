@@ -66,6 +66,30 @@ class StaticCache:
         return new
 
 
+# Below this many rows a CPU matmul is faster as ``W @ x.T`` than as ``x @ W.T`` (MKL picks a
+# better kernel for a tall-thin product: 25 ms instead of 50 ms for SmolLM2's [49152, 576] head at
+# 16 rows, 15% less for its layer weights). The products are the same dot products.
+_THIN_ROWS = 64
+
+
+def _linear(x: torch.Tensor, lin) -> torch.Tensor:
+    """``lin(x)`` for an ``nn.Linear``, through the faster product for a few rows on a CPU."""
+    rows = x.numel() // x.shape[-1]
+    if x.device.type != "cpu" or rows > _THIN_ROWS or not isinstance(lin, torch.nn.Linear):
+        return lin(x)
+    y = (lin.weight @ x.reshape(rows, -1).t()).t().contiguous()
+    if lin.bias is not None:
+        y = y + lin.bias
+    return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
+    """The gated MLP ``down(act(gate(x)) * up(x))`` of Llama/Qwen2/Mistral with :func:`_linear`."""
+    if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+        return mlp(x)
+    return _linear(mlp.act_fn(_linear(x, mlp.gate_proj)) * _linear(x, mlp.up_proj), mlp.down_proj)
+
+
 def _rotate_half(x):
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
@@ -104,17 +128,17 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
     for i, layer in enumerate(inner.layers):
         attn = layer.self_attn
         y = layer.input_layernorm(x)
-        q = attn.q_proj(y).view(n, L, h, d).transpose(1, 2)
-        k = attn.k_proj(y).view(n, L, h_kv, d).transpose(1, 2)
-        v = attn.v_proj(y).view(n, L, h_kv, d).transpose(1, 2)
+        q = _linear(y, attn.q_proj).view(n, L, h, d).transpose(1, 2)
+        k = _linear(y, attn.k_proj).view(n, L, h_kv, d).transpose(1, 2)
+        v = _linear(y, attn.v_proj).view(n, L, h_kv, d).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         cache.k[i][:, :, start:end] = k
         cache.v[i][:, :, start:end] = v
         o = F.scaled_dot_product_attention(q, cache.k[i][:, :, :end], cache.v[i][:, :, :end], attn_mask=mask,
                                            scale=attn.scaling, enable_gqa=h != h_kv)
-        x = x + attn.o_proj(o.transpose(1, 2).reshape(n, L, h * d))
-        x = x + layer.mlp(layer.post_attention_layernorm(x))
+        x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj)
+        x = x + _mlp(layer.mlp, layer.post_attention_layernorm(x))
     cache.length = end
     last = inner.norm(x[:, -1])  # [N, C]
-    return model.lm_head(last)
+    return _linear(last, model.lm_head)

@@ -106,19 +106,65 @@ def cache_kwarg(model) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+def _extents(mask: torch.Tensor) -> torch.Tensor:
+    """``[n, T] -> [n]``: one past the last masked-in column of each row (0 for an empty row)."""
+    cols = torch.arange(1, mask.shape[1] + 1, device=mask.device)
+    return (mask.long() * cols).max(-1).values
+
+
+def _packed_layout(extents: torch.Tensor, group_size: int):
+    """Where each completion token goes when a group's completions are packed into rows.
+
+    Completion ``r`` (of group ``r // G``) contributes its tokens ``0 .. e_r - 2`` as inputs (its
+    last token predicts nothing that is scored). The completions of each group are packed
+    first-fit-decreasing into rows of width ``W`` = the longest input, so a row is as long as the
+    padded layout's but holds several short completions, and attention stays ``W x (P + W)`` per
+    row. Returns ``(b, s, r, j)`` for every packed input (row, column, completion, token index),
+    the group of each row, and ``W``.
+    """
+    n_in = (extents - 1).clamp(min=0).tolist()
+    width = max(1, max(n_in, default=0))
+    b_idx, s_idx, r_idx, j_idx, row_group = [], [], [], [], []
+    for grp in range(len(n_in) // group_size):
+        members = sorted(range(grp * group_size, (grp + 1) * group_size), key=lambda r: -n_in[r])
+        fill: list[int] = []  # used width of this group's rows
+        first_row = len(row_group)
+        for r in members:
+            k = n_in[r]
+            if k == 0:
+                continue
+            slot = next((i for i, used in enumerate(fill) if used + k <= width), None)
+            if slot is None:
+                fill.append(0)
+                row_group.append(grp)
+                slot = len(fill) - 1
+            b_idx += [first_row + slot] * k
+            s_idx += range(fill[slot], fill[slot] + k)
+            r_idx += [r] * k
+            j_idx += range(k)
+            fill[slot] += k
+    as_t = lambda x: torch.tensor(x, dtype=torch.long)  # noqa: E731
+    return as_t(b_idx), as_t(s_idx), as_t(r_idx), as_t(j_idx), as_t(row_group), width
+
+
 def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, temperature: float, *, entropy: bool = False):
-    """As :func:`sequence_logprobs` for whole groups, computing each shared prompt only once.
+    """As :func:`sequence_logprobs` for whole groups, with each prompt computed once and no padding work.
 
     The ``G`` completions of a prompt share its tokens, so the prompt goes through the model once
-    per group; its keys and values (still attached to the autograd graph) are repeated ``G`` times
-    and the completions attend to them. Gradients are the same as the per-sequence forward
-    (tested), at roughly ``1/G`` of the prompt compute.
+    per group and its keys and values (still attached to the autograd graph) are kept in the
+    cache. The completions are then *packed*: short ones share a row (first-fit decreasing, rows
+    as wide as the longest completion), each token attending to its group's prompt and to the
+    earlier tokens of its own completion only (a block-diagonal causal mask passed to the model as
+    a 4D mask; rotary positions restart after the prompt for each completion). So only real
+    completion tokens are computed, not ``[G, T]`` padding. Values and gradients equal the
+    per-sequence forward (tested).
     """
     from transformers import DynamicCache
 
-    if len(rows) % group_size or any(rows[i] % group_size for i in range(0, len(rows), group_size)):
+    G = group_size
+    if len(rows) % G or any(rows[i] % G for i in range(0, len(rows), G)):
         raise ValueError("group_logprobs needs whole groups of consecutive rows")
-    firsts = torch.tensor(rows[::group_size], dtype=torch.long)
+    firsts = torch.tensor(rows[::G], dtype=torch.long)
     idx = torch.tensor(rows, dtype=torch.long)
     device = next(model.parameters()).device
     pm = batch.prompt_mask.index_select(0, firsts)
@@ -126,27 +172,55 @@ def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, t
     pm = pm[:, start:].to(device)
     p_ids = batch.prompt_ids.index_select(0, firsts)[:, start:].to(device)  # [B', P]
     cm = batch.completion_mask.index_select(0, idx)
-    t_len = max(1, int(cm.sum(-1).max()))
-    c_ids = batch.completion_ids.index_select(0, idx)[:, :t_len].to(device)  # [N', T]
+    extents = _extents(cm)  # [N']
+    t_len = max(1, int(extents.max()))
+    c_ids = batch.completion_ids.index_select(0, idx)[:, :t_len]  # [N', T]
     cm = cm[:, :t_len].to(device)
+    n_rows = len(rows)
     p_pos = (pm.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     kw = cache_kwarg(model)
     out = model(input_ids=p_ids, attention_mask=pm, position_ids=p_pos, use_cache=True, logits_to_keep=1, **{kw: cache})
-    first_logits = out.logits[:, -1:].repeat_interleave(group_size, 0)  # [N', 1, V]: predicts token 0
     cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else cache
-    cache.batch_repeat_interleave(group_size)
-    attn = torch.cat([pm.repeat_interleave(group_size, 0), torch.ones_like(cm)], 1)
-    c_pos = p_pos[:, -1:].repeat_interleave(group_size, 0) + 1 + torch.arange(t_len, device=device)
-    if t_len > 1:
-        rest = model(input_ids=c_ids[:, :-1], attention_mask=attn[:, :-1], position_ids=c_pos[:, :-1],
-                     use_cache=True, **{kw: cache}).logits  # [N', T-1, V]
-        logits = torch.cat([first_logits, rest], 1)
-    else:
-        logits = first_logits
-    logp = selective_logprobs(logits, c_ids, temperature)
-    ent = token_entropy(logits, temperature) if entropy else None
-    return logp, cm, ent
+    first = out.logits[:, -1].repeat_interleave(G, 0)[:, None]  # [N', 1, V]: predicts token 0
+    flat0 = torch.arange(n_rows, device=device) * t_len  # token 0 of each completion in [N' * T]
+    logp = selective_logprobs(first, c_ids[:, :1].to(device), temperature)[:, 0]
+    logp = torch.zeros(n_rows * t_len, device=device, dtype=logp.dtype).index_put((flat0,), logp)
+    ent = None
+    if entropy:
+        ent = torch.zeros(n_rows * t_len, device=device).index_put((flat0,), token_entropy(first, temperature)[:, 0].float())
+
+    b, s, r, j, row_group, W = _packed_layout(extents, G)
+    if len(b):
+        R = len(row_group)
+        ids = torch.zeros(R, W, dtype=torch.long)
+        ids[b, s] = c_ids[r, j]
+        targets = torch.zeros(R, W, dtype=torch.long)
+        targets[b, s] = c_ids[r, j + 1]
+        seg = torch.full((R, W), -1, dtype=torch.long)  # which completion each packed token belongs to
+        seg[b, s] = r
+        pos = torch.zeros(R, W, dtype=torch.long)
+        pos[b, s] = j
+        # Token (row, s) sees the prompt's real tokens and the packed tokens s' <= s of its own
+        # completion; a padding column sees only itself (never an empty softmax).
+        real = seg >= 0
+        cols = torch.arange(W)
+        own = (seg[:, :, None] == seg[:, None, :]) & (cols[None, None, :] <= cols[None, :, None]) & real[:, :, None]
+        own |= torch.eye(W, dtype=torch.bool)[None]
+        see_prompt = pm.cpu().bool().index_select(0, row_group)[:, None, :] & real[:, :, None]  # [R, W, P]
+        allowed = torch.cat([see_prompt, own], -1)[:, None].to(device)  # [R, 1, W, P + W]
+        dtype = next(model.parameters()).dtype
+        mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+        cache.batch_select_indices(row_group.to(device))  # each packed row gets its group's prompt
+        positions = p_pos.index_select(0, row_group.to(device))[:, -1:] + 1 + pos.to(device)  # [R, W]
+        logits = model(input_ids=ids.to(device), attention_mask=mask4d, position_ids=positions, use_cache=True,
+                       **{kw: cache}).logits  # [R, W, V]
+        b, s = b.to(device), s.to(device)
+        flat = r.to(device) * t_len + j.to(device) + 1
+        logp = logp.index_put((flat,), selective_logprobs(logits, targets.to(device), temperature)[b, s])
+        if entropy:
+            ent = ent.index_put((flat,), token_entropy(logits, temperature)[b, s].float())
+    return logp.view(n_rows, t_len), cm, None if ent is None else ent.view(n_rows, t_len)
 
 
 def sequence_values(critic, batch: TrainBatch, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
