@@ -36,6 +36,7 @@ from grpokit.config import make, to_dict
 from grpokit.rollout import render
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
+from grpokit.train.optim import adamw
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     lengths = [len(ids) for ids, _ in seqs]
     per_epoch = -(-len(seqs) // cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.lr_schedule))
     writer = RunWriter(run_dir)
     step = 0

@@ -40,6 +40,7 @@ from grpokit.tasks import load_task
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
+from grpokit.train.optim import adamw
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
 from grpokit.train.sampling import add_overlong_penalty, sample_groups
@@ -134,14 +135,14 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     ref_model = None
     if preset.needs_reference:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
     critic = critic_optimizer = None
     if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
         critic = build_critic(model, shared=cfg.critic_trunk == "shared")
         if resume_from:
             load_critic(critic, resume_from)
-        critic_optimizer = torch.optim.AdamW(critic.parameters(), lr=preset.critic_lr, betas=tuple(cfg.adam_betas),
-                                             weight_decay=cfg.weight_decay)
+        critic_optimizer = adamw(critic.parameters(), lr=preset.critic_lr, betas=cfg.adam_betas,
+                                 weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     data = DataStream(task.train, cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
