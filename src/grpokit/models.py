@@ -127,15 +127,23 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
-def load(spec: str | None, *, device: str = "auto", dtype: str = "auto"):
-    """Load ``(model, tokenizer)``; the tokenizer gets a pad token if it has none."""
+def load(spec: str | None, *, device: str = "auto", dtype: str = "auto", train: bool = False):
+    """Load ``(model, tokenizer)``; the tokenizer gets a pad token if it has none.
+
+    ``dtype`` is the compute precision (:func:`pick_dtype`). For inference the weights are
+    loaded in it. With ``train=True`` and a half-precision dtype the weights stay in fp32 and
+    only the computation runs in half precision (mixed precision, under :func:`precision`):
+    AdamW updates of size ``lr`` ~ 1e-6 are far below bf16's resolution (~0.4% of a weight), so
+    training bf16 weights in place would silently drop them and the model would not learn.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(spec)
     dev = pick_device(device)
+    compute = pick_dtype(dtype, dev)
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(dtype, dev))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if train else compute)
     except OSError as e:
         raise ModelNotFound(
             f"could not load model {spec!r}: {str(e).splitlines()[0]}\n"
@@ -143,4 +151,22 @@ def load(spec: str | None, *, device: str = "auto", dtype: str = "auto"):
             f"or a hub id while online.") from e
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
+    model.grpokit_compute_dtype = compute
     return model.to(dev), tok
+
+
+def compute_dtype(model) -> torch.dtype:
+    """The precision ``model``'s forward passes run in: its weights' dtype unless :func:`load` set another."""
+    return getattr(model, "grpokit_compute_dtype", None) or next(model.parameters()).dtype
+
+
+def precision(model):
+    """Context for ``model``'s forward passes: autocast to its compute dtype when that differs from
+    its (fp32) weights, as after ``load(train=True)`` on CUDA; otherwise a no-op."""
+    import contextlib
+
+    weights = next(model.parameters())
+    dtype = compute_dtype(model)
+    if dtype == weights.dtype:
+        return contextlib.nullcontext()
+    return torch.autocast(weights.device.type, dtype=dtype)

@@ -177,7 +177,8 @@ def response_nll(model, seqs: list[tuple[list[int], int]], pad_id: int, device) 
         labels[i, p:len(row)] = torch.tensor(row[p:])
         mask[i, :len(row)] = 1
     ids, labels, mask = ids.to(device), labels.to(device), mask.to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # [b, L-1, V]
+    with models.precision(model):  # half-precision compute over fp32 weights where the dtype asks for it
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()  # [b, L-1, V]
     target = labels[:, 1:]
     nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                             ignore_index=-100, reduction="sum")
@@ -203,7 +204,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model, tok = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype)
+    model, tok = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     device = next(model.parameters()).device
     seqs = encode(tok, read_pairs(cfg.data, cfg.prompt_key, cfg.response_key), cfg.template, cfg.system_prompt,

@@ -135,6 +135,7 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
         k = k * cos + _rotate_half(k) * sin
         cache.k[i][:, :, start:end] = k
         cache.v[i][:, :, start:end] = v
+        q = q.to(cache.k[i].dtype)  # under autocast q may come out in fp32 (rotary tables), the cache in bf16
         o = F.scaled_dot_product_attention(q, cache.k[i][:, :, :end], cache.v[i][:, :, :end], attn_mask=mask,
                                            scale=attn.scaling, enable_gqa=h != h_kv)
         x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from grpokit import models
 from grpokit.records import Rollout
 from grpokit.rollout import fast_decode
 from grpokit.rollout.base import SamplingParams
@@ -92,7 +93,8 @@ class HFEngine:
             ids, mask = ids.to(device), mask.to(device)
             index = torch.arange(len(prompts), device=device).repeat_interleave(n)  # [N]
             step = self._fast_steps if self.fast else self._hf_steps
-            tokens, logps = step(ids, mask, index, params, generator)
+            with models.precision(model):
+                tokens, logps = step(ids, mask, index, params, generator)
         finally:
             model.train(was_training)
         return self._package(prompts, n, ids, mask, index, tokens, logps, params)
@@ -134,7 +136,7 @@ class HFEngine:
     def _fast_steps(self, ids, mask, index, params, generator):
         B, P = ids.shape
         N = len(index)
-        dtype = next(self.model.parameters()).dtype
+        dtype = models.compute_dtype(self.model)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
         prompt_cache = fast_decode.StaticCache(self.model, B, P, dtype, ids.device)
         logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache)  # [B, V]

@@ -129,7 +129,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     task = load_task(cfg.task, **cfg.task_options)
     reward_specs = rw.build(cfg.rewards or task.rewards)
     resume_from = ckpt.latest(run_dir) if cfg.resume else None
-    model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype)
+    model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     engine = HFEngine(model, tokenizer)
     ref_model = None
@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
             if "ref_model" in state:  # the reference was reset to a later policy
                 ref_model.load_state_dict(state["ref_model"])
             else:  # the reference is still the starting model, not the checkpoint's
-                ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype)[0].eval().requires_grad_(False)
+                ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval().requires_grad_(False)
         start_step = state["step"]
         writer.truncate_after(start_step)
         print(f"Resuming {run_dir} from step {start_step}")

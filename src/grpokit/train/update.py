@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from grpokit.models import precision
 from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
 from grpokit.algo.presets import AlgoPreset
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
@@ -106,9 +107,10 @@ def _is_groups(chunk: list[int], G: int) -> bool:
 
 
 def _logprobs(model, batch: TrainBatch, chunk: list[int], G: int, temp: float, entropy: bool = False):
-    if G > 1 and _is_groups(chunk, G):
-        return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
-    return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
+    with precision(model):
+        if G > 1 and _is_groups(chunk, G):
+            return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
+        return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
 
 
 def _by_length(rows: list[int], mask: torch.Tensor) -> list[int]:
@@ -156,7 +158,8 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
 
     if critic is not None:
         t0 = time.time()
-        batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
+        with precision(policy):
+            batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
         res.t_critic += time.time() - t0
         token_kl = preset.kl(batch.old_logp, batch.ref_logp) if preset.reward_beta > 0 else None
         adv, batch.returns = preset.critic_advantages(rewards, batch.old_values, mask, token_kl=token_kl)  # [N, T]
@@ -213,7 +216,8 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
                 values = None
                 if critic is not None:
                     tc = time.time()
-                    values, _ = sequence_values(critic, batch, chunk)  # [n, T]
+                    with precision(policy):
+                        values, _ = sequence_values(critic, batch, chunk)  # [n, T]
                     old_v, ret = batch.old_values[idx, :T].to(dev), batch.returns[idx, :T].to(dev)
                     v_loss, vm = preset.critic_loss(values, old_v, ret, cm, max_len=cfg.max_new_tokens, normalizer=norm)
                     v_loss.backward()
