@@ -170,3 +170,10 @@ def precision(model):
     if dtype == weights.dtype:
         return contextlib.nullcontext()
     return torch.autocast(weights.device.type, dtype=dtype)
+
+
+def cache_kwarg(model) -> str:
+    """The forward() keyword for a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

@@ -160,8 +160,9 @@ class HFEngine:
         N = len(index)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-        cache = out.past_key_values
+        kw = models.cache_kwarg(self.model)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{kw: cache})
+        cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else cache
         cache.batch_repeat_interleave(N // ids.shape[0])
         attn = mask.index_select(0, index)
         next_pos = positions[:, -1:].index_select(0, index) + 1
@@ -170,7 +171,7 @@ class HFEngine:
         def advance(tok, t):
             state["attn"] = torch.cat([state["attn"], torch.ones_like(state["attn"][:, :1])], 1)
             o = self.model(input_ids=tok[:, None], attention_mask=state["attn"], position_ids=next_pos + t,
-                           past_key_values=cache, use_cache=True)
+                           use_cache=True, **{kw: cache})
             return o.logits[:, -1]
 
         return self._loop(out.logits[:, -1].index_select(0, index), advance, N, params, generator, ids.device)

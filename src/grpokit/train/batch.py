@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from grpokit.algo import selective_logprobs, token_entropy
+from grpokit.models import cache_kwarg
 from grpokit.records import Rollout
 
 
@@ -97,13 +98,6 @@ def group_chunks(advantages: torch.Tensor, group_size: int, micro_batch_size: in
     per_chunk = max(1, micro_batch_size // group_size)
     return [[b * group_size + g for b in keep[i:i + per_chunk] for g in range(group_size)]
             for i in range(0, len(keep), per_chunk)]
-
-
-def cache_kwarg(model) -> str:
-    """The forward() keyword for a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _extents(mask: torch.Tensor) -> torch.Tensor:
