@@ -80,10 +80,11 @@ def reader_names() -> list[str]:
 
 @register_reader("final_number")
 def _final_number() -> AnswerReader:
-    from grpokit.rewards.arith import _to_number, final_number
+    from grpokit.rewards.arith import final_number
+    from grpokit.rewards.numbers import plain_number
 
     def same(a: str, b: str) -> bool:
-        x, y = _to_number(a), _to_number(b)
+        x, y = plain_number(a), plain_number(b)
         return x is not None and x == y
 
     return AnswerReader(final_number, same, "grpokit.rewards.arith.final_number")

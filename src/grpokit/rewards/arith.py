@@ -3,7 +3,8 @@
 The graded answer is the last ``\\boxed{}`` when there is one, else the number that ends the final
 statement (the last number of the completion). Only that one number is compared with the
 reference, so writing many numbers cannot earn reward: the last one must be right. The comparison
-is exact on integers (``72``, ``72.0``, ``+72`` and ``1,072`` parse; ``72.5`` does not equal 72).
+is exact (fractions, not floats: ``72``, ``72.0``, ``+72`` and ``1,072`` parse; ``72.5`` does not
+equal 72, and 17-digit integers are not rounded), through ``rewards.numbers.plain_number``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 
 from grpokit.rewards import register
 from grpokit.rewards.math import last_boxed
+from grpokit.rewards.numbers import plain_number
 
 _NUM = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?|[-+]?\d+(?:\.\d+)?")
 
@@ -24,24 +26,17 @@ def final_number(text: str) -> str | None:
     return nums[-1] if nums else None
 
 
-def _to_number(s: str) -> float | None:
-    try:
-        return float(s.replace(",", ""))
-    except (ValueError, AttributeError):
-        return None
-
-
 @register("final_number")
 def final_number_reward(prompts, completions, answer, **_) -> list[float | None]:
     """1.0 when the final number equals the integer reference ``answer``; None when there is no reference."""
     out: list[float | None] = []
     for text, gold in zip(completions, answer):
-        g = _to_number(str(gold)) if gold is not None else None
+        g = plain_number(str(gold)) if gold is not None else None
         if g is None:
             out.append(None)
             continue
         pred = final_number(text)
-        out.append(float(pred is not None and _to_number(pred) == g))
+        out.append(float(pred is not None and plain_number(pred) == g))
     return out
 
 
