@@ -129,3 +129,19 @@ def test_config_diff_marks_absent_keys(tmp_path):
         RunWriter(tmp_path / name).write_config(cfg)
     runs = load_runs([str(tmp_path / "a"), str(tmp_path / "b")])
     assert config_diff(runs) == [("y.z", [2, 3]), ("w", [None, True])]
+
+
+def test_time_table_spreads_evaluation_over_all_steps(tmp_path):
+    """Evaluation every 4th step: its per-step share is amortised, never more than the whole."""
+    w = RunWriter(tmp_path / "r")
+    for step in range(1, 5):
+        m = {"time/generate": 3.0, "time/update": 1.0, "time/step": 4.0}
+        if step == 4:
+            m["time/eval"] = 8.0
+        w.log_metrics(step, m)
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "r"), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    row = next(ln for ln in md.split("## Time per step")[1].splitlines() if ln.startswith("| r |"))
+    # per step: generate 3, update 1, eval 8 / 4 = 2 -> total 6
+    assert row == "| r | 3 s (50%) | 1 s (17%) | 2 s (33%) | 6 s |"

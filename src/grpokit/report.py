@@ -356,14 +356,19 @@ def write_markdown(runs: list[Run], plots: list[str], out: Path, last: int) -> P
     phases = [p for p in PHASES if any(r.curve("metrics", p)[1] for r in runs)]
     phase_rows = []
     for r in runs:
-        means = {p: sum(ys) / len(ys) for p in phases if (ys := r.curve("metrics", p)[1])}
         _, step = r.curve("metrics", "time/step")
+        # Every phase is averaged over all steps: a held-out evaluation runs only every few steps,
+        # so its mean per *evaluated* step would dwarf the step it is compared with.
+        n = len(step)
+        means = {p: sum(ys) / max(n, len(ys)) for p in phases if (ys := r.curve("metrics", p)[1])}
         if means:
-            total = sum(step) / len(step) if step else sum(means.values())
+            total = sum(means[p] for p in means if p != "time/eval") if not step else sum(step) / n
+            total += means.get("time/eval", 0.0)  # time/step does not include evaluation
             phase_rows.append([r.name] + [f"{fmt(means[p])} s ({100 * means[p] / total:.0f}%)" if p in means and total
                                           else "—" for p in phases] + [f"{fmt(total)} s"])
     if phase_rows:
-        md += ["", "## Time per step", "", "Mean seconds per optimizer step (share of the step time)."]
+        md += ["", "## Time per step", "",
+               "Mean seconds per optimizer step and share of the total; held-out evaluation is spread over all steps."]
         md += [""] + _table(["run"] + [p.split("/")[1] for p in phases] + ["step"], phase_rows)
     md += ["", "## Config differences", ""]
     if len(runs) < 2:
