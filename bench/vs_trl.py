@@ -88,7 +88,9 @@ def run_grpokit(a) -> dict:
                               aggregation="seq-mean-token-mean", temperature=1.0))
     train(cfg)
     m = RunReader(out + "/run").metrics()
-    return {"step_times": [x["time/step"] for x in m], "rewards": [x["reward/mean"] for x in m]}
+    return {"step_times": [x["time/step"] for x in m], "rewards": [x["reward/mean"] for x in m],
+            "generate": [x["time/generate"] for x in m], "update": [x["time/update"] for x in m],
+            "zero_std": [x["groups/zero_std_frac"] for x in m]}
 
 
 def child(side: str, a) -> None:
@@ -140,6 +142,11 @@ def main() -> int:
         print(f"{side:12}{r['s_per_step']:10.1f}{r['cps']:10.2f}{r['peak_mb']:10.0f}  "
               + " ".join(f"{x:.2f}" for x in r["rewards"]))
     print(f"{'ratio':12}{'':10}{g['cps'] / t['cps']:9.2f}x{g['peak_mb'] / t['peak_mb']:9.2f}x  (grpokit / TRL)")
+    r = results["grpokit"]
+    print("\ngrpokit per step (generate / update seconds, share of groups with zero reward variance, whose "
+          "update grpokit skips at beta 0 since their gradient is exactly zero; TRL computes them):")
+    for i, (gen, upd, z) in enumerate(zip(r["generate"], r["update"], r["zero_std"]), 1):
+        print(f"  step {i}: {gen:6.1f} / {upd:6.1f} s, zero-variance groups {z:.0%}")
     return 0
 
 
