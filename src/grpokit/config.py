@@ -18,7 +18,21 @@ import yaml
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ComputeOptions:
+    """Where and how a command computes: the fields every command's config shares."""
+
+    device: str = "auto"
+    """'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ..."""
+    dtype: str = "auto"
+    """'auto' (bf16 where the hardware multiplies it natively, else fp32), 'fp32', 'bf16'; training keeps fp32 weights and computes in this dtype."""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default)."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+@dataclass(frozen=True)
+class TrainConfig(ComputeOptions):
     # --- what to train ---
     model: str = "smollm2-135m"
     """Model: 'smollm2-135m' (embedded, offline), a local Hugging Face model folder, or a hub id (online)."""
@@ -124,27 +138,21 @@ class TrainConfig:
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off; for tests and scheduling)."""
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
-    device: str = "auto"
-    """'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ..."""
-    dtype: str = "auto"
-    """'auto' (bf16 where the hardware multiplies it natively, else fp32), 'fp32', 'bf16'."""
-    threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
-    progress: bool = True
-    """Show a progress bar."""
 
 
 def field_docs(cls=TrainConfig) -> dict[str, str]:
-    """Field name -> the docstring written under it."""
-    src = inspect.getsource(cls)
-    tree = ast.parse(src)
-    docs, last = {}, None
-    for node in tree.body[0].body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            last = node.target.id
-        elif isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) and last:
-            docs[last] = str(node.value.value)
-            last = None
+    """Field name -> the docstring written under it (base classes' fields included)."""
+    docs = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        last = None
+        for node in ast.parse(inspect.getsource(klass)).body[0].body:
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                last = node.target.id
+            elif isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) and last:
+                docs[last] = str(node.value.value)
+                last = None
     return docs
 
 

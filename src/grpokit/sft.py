@@ -32,7 +32,7 @@ import torch
 
 from grpokit.train.interrupt import GracefulInterrupt
 from grpokit import models
-from grpokit.config import make, to_dict
+from grpokit.config import ComputeOptions, make, to_dict
 from grpokit.rollout import render
 from grpokit.tracking import RunWriter
 from grpokit.train import checkpoint as ckpt
@@ -40,7 +40,7 @@ from grpokit.train.optim import adamw
 
 
 @dataclass(frozen=True)
-class SFTConfig:
+class SFTConfig(ComputeOptions):
     model: str = "smollm2-135m"
     """Model to fine-tune: 'smollm2-135m' (embedded), a local Hugging Face folder, or a run's checkpoint."""
     data: str = ""
@@ -89,14 +89,6 @@ class SFTConfig:
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off)."""
     seed: int = 0
     """Seed for data order."""
-    device: str = "auto"
-    """'auto' (CUDA if present), 'cpu', 'cuda', ..."""
-    dtype: str = "auto"
-    """'auto', 'fp32', 'bf16'."""
-    threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
-    progress: bool = True
-    """Show a progress bar."""
 
 
 def read_pairs(spec: str, prompt_key: str = "prompt", response_key: str = "response") -> list[tuple[str, str]]:

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from grpokit import models, rewards as rw
-from grpokit.config import make, to_dict
+from grpokit.config import ComputeOptions, make, to_dict
 from grpokit.datagen.fewshot import load_demos, render_few_shot
 from grpokit.datagen.filters import Candidate, FilterSettings, check_names, select
 from grpokit.rollout import HFEngine, SamplingParams, render
@@ -43,7 +43,7 @@ from grpokit.tasks import load_task
 
 
 @dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(ComputeOptions):
     model: str = "smollm2-135m"
     """Model to sample from: a run's checkpoint folder (its step is recorded), a local HF folder, or 'smollm2-135m'."""
     task: str = "add2"
@@ -100,14 +100,6 @@ class SampleConfig:
     """Stop after this many batches, as if interrupted (0 = off; for tests and scheduling)."""
     seed: int = 0
     """Seed of the prompt order and of sampling."""
-    device: str = "auto"
-    """'auto', 'cpu', 'cuda', ..."""
-    dtype: str = "auto"
-    """'auto', 'fp32', 'bf16'."""
-    threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
-    progress: bool = True
-    """Show a progress bar."""
 
 
 @dataclass

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from grpokit import models, rewards as rw
-from grpokit.config import to_dict
+from grpokit.config import ComputeOptions, to_dict
 from grpokit.datagen.filters import language_share
 from grpokit.datagen.sample import checkpoint_step
 from grpokit.evaluation.behaviour import behaviour_metrics
@@ -41,7 +41,7 @@ COMPARED = (("pass@1", "held-out pass@1"), ("behaviour/format_rate", "format com
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ComputeOptions):
     model: str = "smollm2-135m"
     """Model or checkpoint to evaluate."""
     task: str = "add2"
@@ -70,16 +70,8 @@ class EvalConfig:
     """Questions sampled together."""
     seed: int = 0
     """Sampling seed."""
-    device: str = "auto"
-    """'auto', 'cpu', 'cuda', ..."""
-    dtype: str = "auto"
-    """'auto', 'fp32', 'bf16'."""
-    threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
     out: str = ""
     """Folder for result.json, eval.jsonl and samples.jsonl."""
-    progress: bool = True
-    """Show a progress bar."""
 
 
 def evaluate_model(cfg: EvalConfig) -> dict:
