@@ -188,11 +188,7 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Fine-tune as configured; returns the run folder (``status.json`` says whether it finished)."""
     _check(cfg)
     run_dir = Path(cfg.out or f"runs/sft-{time.strftime('%Y%m%d-%H%M%S')}")
-    resume_from = ckpt.latest(run_dir) if cfg.resume else None
-    if cfg.resume and resume_from is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
-    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: pass --resume true to continue it, or another --out")
+    resume_from = ckpt.resume_point(run_dir, cfg.resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -31,6 +31,17 @@ def latest(run_dir: Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
 
 
+def resume_point(run_dir: Path, resume: bool) -> Path | None:
+    """The checkpoint a run continues from (``resume``), or None for a new run; a clear error when
+    ``--resume`` finds no checkpoint or a new run would write into an existing run's folder."""
+    found = latest(run_dir) if resume else None
+    if resume and found is None:
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
+    if not resume and (run_dir / "metrics.jsonl").exists():
+        raise FileExistsError(f"{run_dir} already holds a run: pass --resume true to continue it, or another --out")
+    return found
+
+
 def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None, critic=None) -> Path:
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")

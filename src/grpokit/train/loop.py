@@ -117,10 +117,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if cfg.resume and ckpt.latest(run_dir) is None:
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
-    if not cfg.resume and (run_dir / "metrics.jsonl").exists():
-        raise FileExistsError(f"{run_dir} already holds a run: pass --resume true to continue it, or another --out")
+    resume_from = ckpt.resume_point(run_dir, cfg.resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -128,7 +125,6 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
 
     task = load_task(cfg.task, **cfg.task_options)
     reward_specs = rw.build(cfg.rewards or task.rewards)
-    resume_from = ckpt.latest(run_dir) if cfg.resume else None
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     engine = HFEngine(model, tokenizer)
