@@ -9,6 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory):
     """A 2-layer Llama with a character tokenizer and a chat template, built locally."""
-    from grpokit.testing import build_tiny_model
+    from tests.fixtures import build_tiny_model
 
     return str(build_tiny_model(tmp_path_factory.mktemp("tiny") / "model"))

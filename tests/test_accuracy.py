@@ -1,4 +1,4 @@
-"""grpokit.accuracy.evaluate: generation + the task's correctness reward + evaluate_samples.
+"""grpokit.evaluation.accuracy.evaluate: generation + the task's correctness reward + evaluate_samples.
 
 A scripted engine returns fixed completions, so every number below is computed by hand; one test
 runs the real HF engine on the tiny model and checks the records against an independent re-grading.
@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from grpokit.accuracy import EvalSettings, default_k_values, evaluate
+from grpokit.evaluation.accuracy import EvalSettings, default_k_values, evaluate
 from grpokit.records import Example, Rollout
 from grpokit.tasks import Task
 
@@ -42,7 +42,7 @@ class PlainTokenizer:
 
 def _render_plain(monkeypatch):
     # The scripted engine keys on the question; render "question|template".
-    monkeypatch.setattr("grpokit.accuracy.render", lambda tok, q, template, system: f"{q}|{template}")
+    monkeypatch.setattr("grpokit.evaluation.accuracy.render", lambda tok, q, template, system: f"{q}|{template}")
 
 
 EXAMPLES = [Example("a", "3 + 4", "7"), Example("b", "2 + 8", "10"), Example("c", "5 + 5", "10", {"target": "x"})]

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
-    r.set_defaults(func=_delegate("grpokit.report"))
+    r.set_defaults(func=_delegate("grpokit.evaluation.report"))
 
     rc = sub.add_parser("rewards", help="reward debugging: `grpokit rewards check --task NAME [--model M] [-n 32]`",
                         add_help=False)
@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explore", help="local web page: groups, rewards, baselines, advantages, live runs", add_help=False)
     x.set_defaults(func=_delegate("grpokit.explorer.server"))
 
-    for name, module, help_ in (("sft", "grpokit.sft", "supervised fine-tuning on prompt/response JSONL"),
+    for name, module, help_ in (("sft", "grpokit.train.sft", "supervised fine-tuning on prompt/response JSONL"),
                                 ("sample", "grpokit.datagen.sample",
                                  "rejection sampling into an SFT dataset (cold start, distillation data)"),
                                 ("pipeline", "grpokit.pipeline", "run a multi-stage recipe (r1_zero, r1, distill)")):

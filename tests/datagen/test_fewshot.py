@@ -7,7 +7,7 @@ import pytest
 from grpokit.datagen.fewshot import DEMOS, load_demos, render_few_shot
 from grpokit.rewards.arith import final_number
 from grpokit.rewards.format import is_r1_format
-from grpokit.testing import build_tokenizer
+from tests.fixtures import build_tokenizer
 
 
 def test_builtin_demos_are_correct_and_in_the_r1_format():

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from grpokit.algo.advantages import group_advantages
-from grpokit.tracking import RunWriter
+from grpokit.train.run_folder import RunWriter
 
 G = 6
 MAX_NEW = 64

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from grpokit.explorer.backends import Generation, HFGenerator, LocalTryBackend, TryBackend
-from grpokit.tracking import RunReader, RunWriter
+from grpokit.train.run_folder import RunReader, RunWriter
 
 MAX_NEW = 8
 

@@ -8,7 +8,7 @@ import pytest
 from grpokit.pipeline import recipe as rcp
 from grpokit.pipeline import stages as stages_mod
 from grpokit.pipeline.runner import compare, main, model_hash, run_pipeline, stage_manifests
-from grpokit.tracking import RunReader, read_jsonl
+from grpokit.train.run_folder import RunReader, read_jsonl
 from tests.pipeline.helpers import language_reward_name, toy_task
 
 R1_STAGES = ["cold_start_data", "cold_start_sft", "reasoning_rl", "rejection_sampling", "sft", "final_prompts",
@@ -17,7 +17,7 @@ R1_STAGES = ["cold_start_data", "cold_start_sft", "reasoning_rl", "rejection_sam
 
 @pytest.fixture(scope="module")
 def setup(tiny_model, tmp_path_factory):
-    from grpokit.testing import build_tiny_classifier
+    from tests.fixtures import build_tiny_classifier
 
     d = tmp_path_factory.mktemp("pipeline")
     rm = build_tiny_classifier(d / "rm")
@@ -136,7 +136,7 @@ def test_compare_puts_the_final_evaluations_side_by_side(setup, r1_run, tmp_path
 
 
 def test_distill_samples_the_teacher_and_fine_tunes_the_student(setup, tiny_model, tmp_path):
-    from grpokit.testing import build_tiny_model
+    from tests.fixtures import build_tiny_model
 
     student = build_tiny_model(tmp_path / "student", seed=1)
     out = tmp_path / "distill"

@@ -13,7 +13,7 @@ import pytest
 
 from grpokit.pipeline import recipe as rcp
 from grpokit.pipeline.runner import run_pipeline, stage_manifests
-from grpokit.tracking import read_jsonl
+from grpokit.train.run_folder import read_jsonl
 from tests.pipeline.helpers import toy_task
 
 ROOT = Path(__file__).resolve().parents[2]

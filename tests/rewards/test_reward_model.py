@@ -10,7 +10,7 @@ from grpokit.rewards.reward_model import NORMALIZERS, TARGETS, load_classifier
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
-    from grpokit.testing import build_tiny_classifier
+    from tests.fixtures import build_tiny_classifier
 
     return str(build_tiny_classifier(tmp_path_factory.mktemp("rm") / "rm"))
 

@@ -7,7 +7,7 @@
 - :mod:`~grpokit.evaluation.runner`: :func:`evaluate_samples` ties both together for ``grpokit eval``.
 - :mod:`~grpokit.evaluation.answers`: per correctness reward, how to read a completion's answer (votes).
 - :mod:`~grpokit.evaluation.command`: the ``grpokit eval`` command; generation and grading live in
-  :mod:`grpokit.accuracy`.
+  :mod:`grpokit.evaluation.accuracy`.
 """
 
 R1_TEMPERATURE = 0.6

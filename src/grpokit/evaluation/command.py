@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from grpokit import models
-    from grpokit.accuracy import EvalSettings, evaluate
+    from grpokit.evaluation.accuracy import EvalSettings, evaluate
     from grpokit.evaluation.runner import format_summary
     from grpokit.rollout import HFEngine
     from grpokit.tasks import load_task

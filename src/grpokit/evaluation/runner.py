@@ -11,7 +11,7 @@ Generation is not done here (the rollout engine does it); this module turns ``Q`
 - **per-sample** records (text, extracted answer, correctness, length, format, aha span).
 
 Correctness comes from ``grade_fn(gold, extract_fn(text))``, or precomputed flags (``correct=``,
-``greedy_correct=``: what :mod:`grpokit.accuracy` passes, from the task's correctness reward).
+``greedy_correct=``: what :mod:`grpokit.evaluation.accuracy` passes, from the task's correctness reward).
 Greedy-only evaluations (``samples_per_question=None``) give ``greedy_acc`` and the behaviour of the
 greedy texts; the trainer's periodic evaluation uses that by default because it is cheap.
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from grpokit.explorer.runs import cfg_get
-from grpokit.tracking import RunReader
+from grpokit.train.run_folder import RunReader
 
 
 @runtime_checkable

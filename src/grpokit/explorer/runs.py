@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.explorer.scaling import SCALINGS, scale_group
-from grpokit.tracking import ROLLOUT_DIR, RunReader
+from grpokit.train.run_folder import ROLLOUT_DIR, RunReader
 
 _RUN_MARKERS = ("config.yaml", "status.json", "metrics.jsonl", ROLLOUT_DIR)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

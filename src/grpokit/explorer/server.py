@@ -34,7 +34,7 @@ from urllib.parse import unquote, urlsplit
 from grpokit.explorer.backends import LocalTryBackend, TryBackend
 from grpokit.explorer.runs import RunSet, cfg_get, expand_run_dirs
 from grpokit.explorer.scaling import SCALINGS, scale_group
-from grpokit.tracking import RunReader
+from grpokit.train.run_folder import RunReader
 
 STATIC_DIR = Path(__file__).with_name("static")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",

@@ -7,7 +7,7 @@ checkpoint yet starts over), ``sample`` from its finished batches; ``mix`` and `
 
 - ``rl``: :func:`grpokit.train.loop.train` with a :class:`grpokit.config.TrainConfig`. ``rewards`` may
   use the structured form of :func:`grpokit.rewards.by_source.structured_specs`.
-- ``sft``: :func:`grpokit.sft.train_sft` with a :class:`grpokit.sft.SFTConfig`.
+- ``sft``: :func:`grpokit.train.sft.train_sft` with a :class:`grpokit.train.sft.SFTConfig`.
 - ``sample``: :func:`grpokit.datagen.sample.sample` (rejection sampling, cold start, distillation data).
 - ``mix``: the prompt set of R1's final RL stage: the task's prompts plus general prompts
   (``data_source: general``), the latter only when a reward model will grade them.
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.config import make
-from grpokit.tracking import RunReader, read_jsonl
+from grpokit.train.run_folder import RunReader, read_jsonl
 from grpokit.train import checkpoint as ckpt
 
 MANIFEST = "manifest.json"
@@ -78,7 +78,7 @@ def run_rl(params: dict, stage_dir: Path, progress: bool) -> Outcome:
 
 
 def run_sft(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.sft import SFTConfig, train_sft
+    from grpokit.train.sft import SFTConfig, train_sft
 
     resume = _resume_or_clear(stage_dir)
     cfg = make(SFTConfig, overrides={**params, "out": str(stage_dir), "resume": resume, "progress": progress})
@@ -162,7 +162,7 @@ def _configs() -> dict[str, type]:
     from grpokit.config import TrainConfig
     from grpokit.datagen.sample import SampleConfig
     from grpokit.pipeline.evaluate import EvalConfig
-    from grpokit.sft import SFTConfig
+    from grpokit.train.sft import SFTConfig
 
     return {"rl": TrainConfig, "sft": SFTConfig, "sample": SampleConfig, "mix": MixConfig, "eval": EvalConfig}
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from grpokit.tracking import CHECKPOINT_DIR
+from grpokit.train.run_folder import CHECKPOINT_DIR
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 
 from grpokit import models, rewards as rw
-from grpokit.accuracy import EvalSettings, evaluate as evaluate_heldout
+from grpokit.evaluation.accuracy import EvalSettings, evaluate as evaluate_heldout
 from grpokit.algo import overlong_filter
 from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
-from grpokit.tracking import RunWriter
+from grpokit.train.run_folder import RunWriter
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
 from grpokit.train.optim import adamw

@@ -9,7 +9,7 @@
 The loss covers response tokens only (prompt tokens are labels -100) and is a token mean over the
 whole optimizer step, so splitting a step into micro-batches does not change the gradient.
 Checkpoints, ``metrics.jsonl``, ``status.json`` and ``--resume`` are those of GRPO runs
-(:mod:`grpokit.train.checkpoint`, :class:`grpokit.tracking.RunWriter`): ``grpokit report`` and
+(:mod:`grpokit.train.checkpoint`, :class:`grpokit.train.run_folder.RunWriter`): ``grpokit report`` and
 ``grpokit sample`` read an SFT run like any other.
 
 Length bucketing: each epoch's shuffled order is cut into windows of ``bucket_window`` batches; a
@@ -34,7 +34,7 @@ from grpokit.train.interrupt import GracefulInterrupt
 from grpokit import models
 from grpokit.config import ComputeOptions, make, to_dict
 from grpokit.rollout import render
-from grpokit.tracking import RunWriter
+from grpokit.train.run_folder import RunWriter
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.optim import adamw
 
