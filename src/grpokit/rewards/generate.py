@@ -16,24 +16,27 @@ from typing import Any, Callable
 
 import torch
 
-from grpokit.records import Example, Rollout, Scored, concat_rollouts, concat_scores
+from grpokit.records import Example, Scored, concat_rollouts, concat_scores
 from grpokit.rewards import RewardSpec, score
 from grpokit.rollout.base import RolloutEngine, SamplingParams
 
 
-def reward_columns(examples: list[Example], n: int, rollout: Rollout, max_new_tokens: int | None = None) -> dict[str, list[Any]]:
-    """The keyword columns of every reward call, one entry per completion.
+def reward_columns(examples: list[Example], n: int, *, truncated: list[bool],
+                   completion_ids: list[list[int]] | None = None, max_new_tokens: int | None = None) -> dict[str, list[Any]]:
+    """The keyword columns of every reward call, one entry per completion (the one place they are built).
 
     Each example's dataset columns (``answer``, ``data_source``, ...) repeated ``n`` times, plus
-    ``completion_ids`` (generated token ids, no padding), ``truncated`` and, when given,
-    ``max_new_tokens`` (lets length-aware rewards such as ``overlong`` work without options).
+    ``truncated``, ``completion_ids`` (generated token ids without padding; left out when None, e.g.
+    for canned texts) and ``max_new_tokens`` when given (lets length-aware rewards such as
+    ``overlong`` work without options).
     """
     keys = {k for ex in examples for k in ex.reward_columns()}
     cols = {k: [ex.reward_columns().get(k) for ex in examples for _ in range(n)] for k in keys}
-    cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    cols["truncated"] = rollout.truncated.tolist()
+    if completion_ids is not None:
+        cols["completion_ids"] = completion_ids
+    cols["truncated"] = list(truncated)
     if max_new_tokens is not None:
-        cols["max_new_tokens"] = [max_new_tokens] * len(rollout.completions)
+        cols["max_new_tokens"] = [max_new_tokens] * len(cols["truncated"])
     return cols
 
 
@@ -66,7 +69,10 @@ def generate_and_score(engine: RolloutEngine, examples: list[Example], n: int, p
         t0 = time.time()
         r = engine.generate([prompt_text(ex) for ex in chunk], n, params, generator)
         t1 = time.time()
-        s = score(reward_specs, r.prompts, r.completions, reward_columns(chunk, n, r, params.max_new_tokens))
+        ids = [row[m.bool()].tolist() for row, m in zip(r.completion_ids, r.completion_mask)]
+        s = score(reward_specs, r.prompts, r.completions,
+                  reward_columns(chunk, n, truncated=r.truncated.tolist(), completion_ids=ids,
+                                 max_new_tokens=params.max_new_tokens))
         t_gen, t_rew = t_gen + t1 - t0, t_rew + time.time() - t1
         rollouts.append(r)
         scores.append(s)
