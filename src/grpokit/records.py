@@ -52,6 +52,10 @@ class Rollout:
     def lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(-1)
 
+    def token_ids(self) -> list[list[int]]:
+        """Each completion's generated token ids (padding removed, EOS kept)."""
+        return [row[m.bool()].tolist() for row, m in zip(self.completion_ids, self.completion_mask)]
+
 
 @dataclass
 class Scores:
@@ -69,15 +73,12 @@ class Scores:
 
 @dataclass
 class Scored:
-    """``n`` completions of each of ``B`` examples, generated and scored (``N = B * n`` rows).
+    """``n`` completions of each of ``B`` examples, generated and scored; rows ``b*n .. b*n+n-1`` are ``examples[b]``.
 
-    Rows ``b*n .. b*n + n - 1`` belong to ``examples[b]``. This is what
-    :func:`grpokit.rewards.generate.generate_and_score` returns to every caller (training, evaluation,
-    rejection sampling, the explorer); any engine that returns a :class:`Rollout` (Hugging Face, vLLM,
+    What :func:`grpokit.rewards.generate.generate_and_score` returns to every caller. ``rollout``
+    holds texts, token ids, masks, lengths, truncation and sampler log-probs; ``scores`` the values
+    per reward, the weighted total and the errors. Any engine returning a :class:`Rollout` (HF, vLLM,
     a multi-turn rollout whose ``completion_mask`` leaves out tool turns) yields the same record.
-
-    ``rollout`` holds the texts, token ids, masks, lengths, truncation and sampler log-probs;
-    ``scores`` the per-reward values, the weighted total and the reward errors.
     """
 
     examples: list[Example]
@@ -92,11 +93,6 @@ class Scored:
     @property
     def texts(self) -> list[str]:
         return self.rollout.completions
-
-    def token_ids(self) -> list[list[int]]:
-        """Each completion's generated token ids (padding removed, EOS kept)."""
-        r = self.rollout
-        return [row[m.bool()].tolist() for row, m in zip(r.completion_ids, r.completion_mask)]
 
     def per_example(self, values: list) -> list[list]:
         """``N`` per-completion values -> ``B`` lists of ``n`` (one per example)."""
@@ -154,11 +150,8 @@ def concat_scores(parts: list[Scores], errors: list[dict]) -> Scores:
 
 
 def json_safe(v: Any) -> Any:
-    """A value ``json.dumps`` can write: one-element tensors become numbers, NaN/inf become None.
-
-    The one cleaner of the run folder, the evaluation files, the pipeline's results and the
-    explorer's answers (JSON has no NaN/inf). Keys JSON cannot hold (tuples, ...) become strings.
-    """
+    """JSON-safe (the run folder, eval files, pipeline results, explorer answers): one-element tensors
+    become numbers, NaN/inf None (JSON has neither), keys JSON cannot hold (tuples, ...) strings."""
     if hasattr(v, "item") and getattr(v, "numel", lambda: 1)() == 1:
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):

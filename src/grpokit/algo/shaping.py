@@ -21,8 +21,7 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> tor
     DAPO used ``max_len = 20480`` and ``cache_len = 4096`` (expected length 16384).
 
     Args:
-        lengths: ``[N]`` completion lengths in tokens; integer lengths are computed in float32, float
-            lengths in their own dtype (the ``overlong`` reward passes float64 for Python-float rewards).
+        lengths: ``[N]`` completion lengths in tokens; float32 math for integers, else their dtype.
         max_len: ``L_max``, the generation budget.
         cache_len: ``L_cache``, the width of the soft zone, ``0 < cache_len <= max_len``.
 

@@ -1,9 +1,8 @@
 """``grpokit sample``: rejection sampling into an SFT dataset (also cold-start and distillation data).
 
     for each batch of prompts (a seeded order of the task's split):
-        k completions per prompt, verifier score of each  (grpokit.rewards.generate.generate_and_score;
-                                                           optionally few-shot prompted; the verifier is a
-                                                           reward spec, the task's correctness by default)
+        k completions per prompt, verifier score of each  (rewards.generate_and_score, optionally few-shot
+                                                           prompted; the task's correctness by default)
         keep those that pass the filters, <= max_per_prompt per prompt     (datagen.filters)
         append them to the dataset; record progress
     stop at target_size rows

@@ -143,9 +143,7 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
                       torch.Generator().manual_seed(settings.seed))
     t1 = time.time()
 
-    def values(c: Scored) -> list[float | None]:
-        return c.scores.per_fn[grader.name]
-
+    values = lambda c: c.scores.per_fn[grader.name]  # noqa: E731  (the correctness reward's values)
     summary, per_q, per_s = evaluate_samples(
         examples, sampled.per_example(sampled.texts) if sampled else None, None, reader.extract if reader else None, ks,
         equivalent_fn=reader.equivalent if reader else None,
@@ -165,8 +163,7 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
         "task": task.name, "correctness": name, "k": settings.k, "max_new_tokens": settings.max_new_tokens,
         "template": settings.template,
         "votes": reader.source if reader else (f"no answer reader for reward {name!r}: cons@k left out "
-                                              "(give the reward extract and equivalent attributes, or register "
-                                              "one with grpokit.evaluation.answers.register_reader)"),
+                                              "(register one with grpokit.evaluation.answers.register_reader)"),
         "unscored": sum(v is None for v in every), "reward_errors": sum(len(c.scores.errors) for c in runs),
         "truncated_frac": sum(t for c in runs for t in c.rollout.truncated.tolist()) / max(1, len(every)),
         "time/generate": sum(c.t_generate for c in runs),

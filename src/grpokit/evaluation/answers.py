@@ -4,14 +4,11 @@ Correctness in an evaluation always comes from the task's correctness *reward* (
 trains the model also grades it, with every dataset column). What a reward does not return is the
 answer it read, which majority voting (cons@k) needs; an :class:`AnswerReader` supplies it.
 
-There is one reader per reward, and it is the reward's own: a reward function that carries
-``extract(text) -> str | None`` (the answer its grader reads) and ``equivalent(a, b) -> bool`` (its
-own comparison, which pools "72", "72.0" and "+72" into one vote) is read through them, with the
-options it was configured with (``math(region='answer')`` votes on the ``<answer>`` block, exactly
-what it grades). The trainer's rollout dump shows the same ``extract``. A reward without them (a
-``module:function`` of the user) can be given a reader with :func:`register_reader`; without one it
-still gets pass@1 and pass@k, but cons@k needs an answer to vote on, so it is left out and the
-summary says why.
+One reader per reward, the reward's own: its ``extract(text)`` (the answer its grader reads, with
+its options: ``math(region='answer')`` votes on the ``<answer>`` block) and ``equivalent(a, b)``
+(pools "72", "72.0", "+72"); rollout dumps and the explorer show the same ``extract``. A reward
+without them (a user's ``module:function``) can get one with :func:`register_reader`; else it has
+pass@1 and pass@k but no cons@k, and the summary says why.
 """
 
 from __future__ import annotations
@@ -60,12 +57,8 @@ def base_name(spec: str) -> str:
 
 
 def reader_for(reward: str) -> AnswerReader | None:
-    """The answer reader of ``reward`` (a reward spec string), or None when it has none.
-
-    The reward's own ``extract`` and ``equivalent`` attributes (module docstring) come first; a
-    reader registered for the spec, or its base name, is used for rewards that carry none. Unknown
-    rewards are an error (:func:`grpokit.rewards.resolve`).
-    """
+    """The reader of ``reward`` (a spec): its own ``extract``/``equivalent``, else one registered for
+    the spec or its base name, else None. Unknown rewards are an error (``rewards.resolve``)."""
     from grpokit import rewards as rw
 
     fn = rw.resolve(reward)
@@ -86,8 +79,6 @@ def answer_extractor(specs: list, correctness: str | None) -> Extract | None:
     ``correctness`` among ``specs`` (:class:`grpokit.rewards.RewardSpec`), else of the first one."""
     spec = next((s for s in specs if s.name == correctness), specs[0] if specs else None)
     extract = getattr(spec.fn, "extract", None) if spec else None
-    if extract is None:
-        return None
 
     def safe(text: str) -> str | None:
         try:
@@ -95,4 +86,4 @@ def answer_extractor(specs: list, correctness: str | None) -> Extract | None:
         except Exception:  # a user's extractor must not cost the page its samples
             return None
 
-    return safe
+    return safe if extract is not None else None

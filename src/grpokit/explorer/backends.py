@@ -64,14 +64,14 @@ RenderFn = Callable[[Path, str, dict], str]
 
 
 class HFGenerator:
-    """Loads a checkpoint with ``transformers`` into an :class:`HFEngine`; keeps the last one in memory."""
+    """Loads a checkpoint with ``transformers`` into an :class:`HFEngine`; keeps the last one in memory
+    (not thread-safe: ``LocalTryBackend`` samples one request at a time)."""
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._key: tuple | None = None
         self._engine: HFEngine | None = None
 
-    def _load(self, ckpt: Path) -> HFEngine:
+    def engine(self, ckpt: Path) -> HFEngine:
         key = (str(ckpt), (ckpt / "config.json").stat().st_mtime_ns)
         if key != self._key:
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -81,22 +81,16 @@ class HFGenerator:
             self._key = key
         return self._engine
 
-    def engine(self, ckpt: Path) -> RolloutEngine:
-        with self._lock:
-            return self._load(ckpt)
-
     def render(self, ckpt: Path, question: str, config: dict) -> str:
-        with self._lock:
-            tok = self._load(ckpt).tokenizer
-            if getattr(tok, "chat_template", None):
-                return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                               add_generation_prompt=True)
-            return question
+        tok = self.engine(ckpt).tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                           add_generation_prompt=True)
+        return question
 
     def __call__(self, ckpt: Path, prompt: str, G: int, temperature: float, max_new_tokens: int) -> list[Generation]:
         """``G`` completions of ``prompt`` (temperature 0 is greedy: ``G`` copies of one)."""
-        with self._lock:
-            r = self._load(ckpt).generate([prompt], G, SamplingParams(temperature, 1.0, max_new_tokens))
+        r = self.engine(ckpt).generate([prompt], G, SamplingParams(temperature, 1.0, max_new_tokens))
         return [Generation(t, int(n), bool(c)) for t, n, c in zip(r.completions, r.lengths.tolist(), r.truncated.tolist())]
 
 
@@ -171,13 +165,13 @@ class LocalTryBackend:
         cfg = run.config()
         task = self._task(run)
         text = f"{question} {task.instruction}".strip() if task is not None and task.instruction else question
-        prompt = self._render(ckpt, text, cfg)
         max_new = int(cfg_get(cfg, "rollout/max_new_tokens", "max_new_tokens", default=256))
         # A prompt picked from the task brings its other columns (``data_source``, tests, ...).
         known = next((ex for ex in (task.heldout + task.train if task else []) if ex.question == question), None)
         example = Example(known.id if known else "try", question, answer, dict(known.columns) if known else {})
         specs = self._specs(run)
-        with self._lock:  # one sampling at a time: requests share the loaded model
+        with self._lock:  # one request at a time: they share the loaded model
+            prompt = self._render(ckpt, text, cfg)
             got = generate_and_score(self._engine(ckpt), [example], G, SamplingParams(temperature, 1.0, max_new),
                                      specs, lambda ex: prompt)
         extract = answer_extractor(specs, task.correctness if task is not None else None)

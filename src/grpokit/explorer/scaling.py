@@ -8,8 +8,7 @@ the resulting advantage, so the page can draw both.
   computed by ``grpokit.algo.group_advantages`` so the page shows exactly what training uses.
 - ``none``: Dr. GRPO (Liu et al. 2025): ``A_i = r_i - mean(r)`` (``group_advantages(scale="none")``).
 - ``rloo``: REINFORCE leave-one-out (Ahmadian et al. 2024):
-  ``A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean(r))``, by ``grpokit.algo.rloo_advantages``
-  (the estimator ``--algo rloo`` trains with).
+  ``A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean(r))`` (``grpokit.algo.rloo_advantages``).
 
 Invalid completions (a reward function could not score them) are left out of every mean and get
 advantage exactly 0; a group with fewer than two valid rewards, or all-equal rewards, gets all 0.
@@ -55,9 +54,8 @@ def _via_group_advantages(scale: str) -> Callable[[torch.Tensor, torch.Tensor, f
 
 
 def rloo(rewards: torch.Tensor, valid: torch.Tensor, eps: float = 0.0) -> Scaled:
-    """RLOO: the advantages of :func:`grpokit.algo.advantages.rloo_advantages` (the estimator
-    ``--algo rloo`` trains with); the baseline drawn for ``r_i`` is the mean of the other valid
-    rewards (the group mean where the group cannot teach).
+    """RLOO: :func:`grpokit.algo.advantages.rloo_advantages` (what ``--algo rloo`` trains with); the
+    baseline of ``r_i`` is the mean of the other valid rewards (the group mean where none teaches).
 
     Args:
         rewards: ``[G]`` rewards of one group.

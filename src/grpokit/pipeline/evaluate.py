@@ -27,7 +27,7 @@ import torch
 
 from grpokit import models
 from grpokit.config import ComputeOptions, to_dict
-from grpokit.datagen.sample import checkpoint_step
+from grpokit.datagen.sample import _write_json, checkpoint_step
 from grpokit.evaluation.accuracy import EvalSettings, evaluate
 from grpokit.records import json_safe
 from grpokit.rewards.format import is_r1_format
@@ -91,11 +91,10 @@ def evaluate_model(cfg: EvalConfig) -> dict:
     res = evaluate(HFEngine(model, tok), tok, task, examples, settings, correctness=cfg.correctness or None,
                    format_fn=is_r1_format)
     samples = [{k: s[k] for k in ("id", "sample", "text", "correct")} for s in res.per_sample]
-    texts = [s["text"] for s in samples]
     summary = {k: v for k, v in res.summary.items() if k not in ("task", "k", "note")}
     result = {"model": cfg.model, "model_step": checkpoint_step(cfg.model), "task": task.name, "k": cfg.k, **summary,
               # the language_consistency reward's own value (its reasoning text, its word count)
-              "language_consistency": sum(language_share(reasoning_text(t), cfg.script) for t in texts) / len(texts),
+              "language_consistency": sum(language_share(reasoning_text(s["text"]), cfg.script) for s in samples) / len(samples),
               "config": to_dict(cfg)}
     if cfg.out:
         out = Path(cfg.out)
@@ -103,9 +102,7 @@ def evaluate_model(cfg: EvalConfig) -> dict:
         (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
         line = {"step": result["model_step"] or 0, **{k: v for k, v in result.items() if k != "config"}}
         (out / "eval.jsonl").write_text(json.dumps(json_safe(line)) + "\n", encoding="utf-8")
-        tmp = out / "result.json.tmp"
-        tmp.write_text(json.dumps(json_safe(result), indent=1), encoding="utf-8")
-        tmp.replace(out / "result.json")
+        _write_json(out / "result.json", json_safe(result))
     print(f"[eval] {cfg.model}: pass@1 {result['pass@1']:.1%} ± {result['pass@1_se']:.1%}, format "
           f"{result['behaviour/format_rate']:.1%}, language {result['language_consistency']:.1%} "
           f"(n={len(examples)}, k={cfg.k})", flush=True)

@@ -1,12 +1,8 @@
-"""Generate and score: the one path from examples to scored completions.
+"""Generate and score, the one path: examples -> prompts -> engine (n each) -> reward columns -> rewards.
 
-    examples -> prompt_text(example) -> engine.generate (n per prompt) -> reward columns -> every reward
-
-Training (:mod:`grpokit.train.sampling`), the evaluator (:mod:`grpokit.evaluation.accuracy`, used by
-``grpokit eval``, the trainer's periodic evaluation and the pipeline), rejection sampling
-(:mod:`grpokit.datagen.sample`) and the explorer's Try it all call :func:`generate_and_score`, so a
-reward sees the same columns wherever it runs. It lives in ``rewards`` (not ``rollout``) because it
-uses both stages: the engine below it and the reward functions.
+Training, the evaluator (``grpokit eval``, periodic and pipeline evaluation), rejection sampling and
+the explorer's Try it all call :func:`generate_and_score`, so a reward sees the same columns wherever
+it runs. It sits in ``rewards`` because it uses the engine below it and the rewards.
 """
 
 from __future__ import annotations
@@ -23,13 +19,9 @@ from grpokit.rollout.base import RolloutEngine, SamplingParams
 
 def reward_columns(examples: list[Example], n: int, *, truncated: list[bool],
                    completion_ids: list[list[int]] | None = None, max_new_tokens: int | None = None) -> dict[str, list[Any]]:
-    """The keyword columns of every reward call, one entry per completion (the one place they are built).
-
-    Each example's dataset columns (``answer``, ``data_source``, ...) repeated ``n`` times, plus
-    ``truncated``, ``completion_ids`` (generated token ids without padding; left out when None, e.g.
-    for canned texts) and ``max_new_tokens`` when given (lets length-aware rewards such as
-    ``overlong`` work without options).
-    """
+    """The keyword columns of every reward call, one entry per completion: each example's dataset
+    columns repeated ``n`` times, ``truncated``, ``completion_ids`` (unpadded; left out when None, as
+    for canned texts) and ``max_new_tokens`` when given (length-aware rewards such as ``overlong``)."""
     keys = {k for ex in examples for k in ex.reward_columns()}
     cols = {k: [ex.reward_columns().get(k) for ex in examples for _ in range(n)] for k in keys}
     if completion_ids is not None:
@@ -45,19 +37,10 @@ def generate_and_score(engine: RolloutEngine, examples: list[Example], n: int, p
                        generator: torch.Generator | None = None, batch_size: int = 0) -> Scored:
     """``n`` completions for each example from ``engine``, scored by every reward in ``reward_specs``.
 
-    Args:
-        engine: a :class:`grpokit.rollout.RolloutEngine` (already synced to the weights to sample).
-        examples: the ``B`` examples; their columns reach the rewards.
-        n: completions per example (``G``).
-        params: sampling settings (``params.max_new_tokens`` is also the ``max_new_tokens`` column).
-        reward_specs: the rewards (``grpokit.rewards.build``); their weighted sum is ``scores.total``.
-        prompt_text: ``example -> rendered prompt``.
-        generator: the sampler's random generator (one stream over all engine calls).
-        batch_size: most sequences per engine call (whole groups; 0 = all in one call). Chunks are
-            generated and scored in order and concatenated (reward errors index the whole record).
-
-    Returns:
-        A :class:`grpokit.records.Scored` of ``B * n`` rows, the ``n`` of an example adjacent.
+    ``engine`` is already synced to the weights to sample; ``params.max_new_tokens`` is also the
+    ``max_new_tokens`` column; ``generator`` is one random stream over all engine calls;
+    ``batch_size`` caps the sequences per engine call (whole groups; 0 = one call), the chunks being
+    concatenated in order (reward errors index the whole record). Returns ``B * n`` rows.
     """
     if not examples:
         raise ValueError("generate_and_score: no examples to sample from")
@@ -69,10 +52,9 @@ def generate_and_score(engine: RolloutEngine, examples: list[Example], n: int, p
         t0 = time.time()
         r = engine.generate([prompt_text(ex) for ex in chunk], n, params, generator)
         t1 = time.time()
-        ids = [row[m.bool()].tolist() for row, m in zip(r.completion_ids, r.completion_mask)]
-        s = score(reward_specs, r.prompts, r.completions,
-                  reward_columns(chunk, n, truncated=r.truncated.tolist(), completion_ids=ids,
-                                 max_new_tokens=params.max_new_tokens))
+        cols = reward_columns(chunk, n, truncated=r.truncated.tolist(), completion_ids=r.token_ids(),
+                              max_new_tokens=params.max_new_tokens)
+        s = score(reward_specs, r.prompts, r.completions, cols)
         t_gen, t_rew = t_gen + t1 - t0, t_rew + time.time() - t1
         rollouts.append(r)
         scores.append(s)

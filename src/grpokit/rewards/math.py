@@ -229,11 +229,8 @@ def grade(gold, answer: str, mode: str = "auto") -> bool:
 
 
 def same_answer(a: str, b: str, mode: str = "auto") -> bool:
-    """Whether two extracted answers are one answer under ``mode``: the pooling rule of cons@k votes.
-
-    ``exact`` compares GSM8K integer readings (two non-numbers are never the same); the other
-    modes ask :func:`grade` with ``a`` as the reference.
-    """
+    """Two extracted answers are one vote (cons@k) under ``mode``: ``exact`` compares integer readings
+    (non-numbers never pool), the other modes ask :func:`grade` with ``a`` as the reference."""
     if mode == "exact":
         x = exact_number(a)
         return x is not None and x != AMBIGUOUS and x == exact_number(b)

@@ -56,13 +56,9 @@ def routed_reward(routes: dict[str, Any] | None = None):
 
 def route_rows(specs_for: Callable[[str], list[RewardSpec]], prompts: list[str], completions: list[str],
                data_source: list[str], columns: dict[str, Any]) -> list[float | None]:
-    """Score each row with the weighted rewards of its ``data_source``: the one router (``routed``, ``by_source``).
-
-    ``specs_for(source)`` gives a source's rewards or raises a ``ValueError`` naming the routes.
-    The rows of one source are scored together; a row is None where one of its rewards gives None.
-    A reward that raises is not caught here, so the caller (:func:`grpokit.rewards.score`) logs the
-    error with the failing sample. The weighted sum is taken in Python floats.
-    """
+    """Each row's weighted rewards of its ``data_source`` (Python floats; None where one gives None):
+    the router of ``routed`` and ``by_source``. ``specs_for(source)`` raises naming the routes. Errors
+    propagate, so :func:`grpokit.rewards.score` logs them with the failing sample."""
     groups: dict[str, list[int]] = {}
     for i, src in enumerate(data_source):
         groups.setdefault(src, []).append(i)

@@ -30,8 +30,7 @@ def reasoning_text(text: str) -> str:
     return text.split("<think>", 1)[1] if "<think>" in text else text
 
 
-SCRIPTS = {"latin": "en", "cjk": "zh"}
-"""Script names (``grpokit sample --script``, the pipeline's eval) and the language they count as."""
+SCRIPTS = {"latin": "en", "cjk": "zh"}  # script names (grpokit sample, the pipeline's eval) -> language
 
 
 def language_share(text: str, target: str = "en") -> float:
@@ -39,10 +38,9 @@ def language_share(text: str, target: str = "en") -> float:
 
     DeepSeek-R1 (2025, section 2.3.2): "the proportion of target language words in the CoT".
     English words are runs of Latin letters; each CJK ideograph counts as one Chinese word (Chinese
-    has no spaces). ``target`` is ``en`` / ``zh`` or the script names ``latin`` / ``cjk``. No word at
-    all gives 0.0: a reward of 1 for a reasoning without words would pay the policy to write none.
-    The one implementation: the reward, the rejection-sampling filter and the pipeline's reported
-    language consistency all call it.
+    has no spaces). ``target``: ``en``/``zh`` or ``latin``/``cjk``. No word at all gives 0.0 (a reward
+    of 1 would pay the policy to write none). The reward, the sampling filter and the pipeline's
+    reported language consistency all call this one function.
     """
     lang = SCRIPTS.get(target, target)
     if lang not in LANGUAGES:
