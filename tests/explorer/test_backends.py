@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from grpokit.explorer.backends import Generation, HFGenerator, LocalTryBackend, TryBackend
+from grpokit.explorer.backends import HFGenerator, LocalTryBackend, TryBackend
 from grpokit.train.run_folder import RunReader, RunWriter
 
 MAX_NEW = 8
@@ -109,5 +109,8 @@ def test_hf_generator_samples_g_completions_from_a_checkpoint(tmp_path):
         assert c["length"] == MAX_NEW if c["truncated"] else True
         assert not c["truncated"] if c["length"] < MAX_NEW else True
         assert set(c["rewards"]) == {"math", "boxed_format"} and c["valid"]
-    greedy = HFGenerator()(run.dir / "checkpoints" / "step_000001", "Calculate 1 + 1.", 3, 0.0, MAX_NEW)
-    assert len({g.text for g in greedy}) == 1  # temperature 0 is greedy: all G the same
+    from grpokit.rollout import SamplingParams
+
+    greedy = HFGenerator().engine(run.dir / "checkpoints" / "step_000001").generate(
+        ["Calculate 1 + 1."], 3, SamplingParams(0.0, 1.0, MAX_NEW)).completions
+    assert len(set(greedy)) == 1  # temperature 0 is greedy: all G the same

@@ -143,7 +143,9 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
                       torch.Generator().manual_seed(settings.seed))
     t1 = time.time()
 
-    values = lambda c: c.scores.per_fn[grader.name]  # noqa: E731  (the correctness reward's values)
+    def values(c: Scored) -> list[float | None]:  # the correctness reward's values
+        return c.scores.per_fn[grader.name]
+
     summary, per_q, per_s = evaluate_samples(
         examples, sampled.per_example(sampled.texts) if sampled else None, None, reader.extract if reader else None, ks,
         equivalent_fn=reader.equivalent if reader else None,

@@ -17,7 +17,6 @@ can switch the scaling without sampling again.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
@@ -49,16 +48,6 @@ class TryBackend(Protocol):
                temperature: float) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class Generation:
-    """One sampled completion: its text, its token count (up to and including EOS), and whether
-    it hit ``max_new_tokens`` without EOS."""
-
-    text: str
-    length: int
-    truncated: bool
-
-
 EngineFn = Callable[[Path], RolloutEngine]
 RenderFn = Callable[[Path, str, dict], str]
 
@@ -87,11 +76,6 @@ class HFGenerator:
             return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
                                            add_generation_prompt=True)
         return question
-
-    def __call__(self, ckpt: Path, prompt: str, G: int, temperature: float, max_new_tokens: int) -> list[Generation]:
-        """``G`` completions of ``prompt`` (temperature 0 is greedy: ``G`` copies of one)."""
-        r = self.engine(ckpt).generate([prompt], G, SamplingParams(temperature, 1.0, max_new_tokens))
-        return [Generation(t, int(n), bool(c)) for t, n, c in zip(r.completions, r.lengths.tolist(), r.truncated.tolist())]
 
 
 class LocalTryBackend:
