@@ -114,14 +114,19 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+           "fp16": torch.float16, "float16": torch.float16}
+DTYPES = ("auto", *_DTYPES)
+"""The values ``--dtype`` accepts."""
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on CUDA with bf16 support or on CPUs with native bf16, else fp32.
 
     (On a CPU without AVX-512 BF16/AMX, bf16 matmuls are emulated and ran ~50x slower than fp32.)
     """
     if dtype != "auto":
-        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+        return _DTYPES[dtype]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
