@@ -13,6 +13,7 @@ for names, with a message that names the field, the allowed values and what the 
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
 import inspect
@@ -178,6 +179,23 @@ class TrainConfig(ComputeOptions):
             raise ValueError(f"group_size = 1 gives every completion advantage 0 with advantage {self.advantage!r} "
                              f"(the baseline is its own group): use group_size >= 2, or an estimator without a "
                              f"group baseline (reinforce_pp, or --algo ppo)")
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One ``--name`` (and ``--dashed-name``) option per field of ``cls``, its docstring as the help."""
+    docs = field_docs(cls)
+    group = parser.add_argument_group("config (each also settable in the YAML file)")
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                           help=f"{docs.get(f.name, '')} (default: {default!r})")
+
+
+def overrides_from(args: argparse.Namespace, cls=TrainConfig) -> dict:
+    """The fields of ``cls`` given on the command line (those :func:`add_config_args` left at None are absent)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def field_docs(cls=TrainConfig) -> dict[str, str]:
