@@ -186,7 +186,7 @@ def test_gspo_preset_batch_has_both_clipped_and_unclipped_sequences():
 def test_every_preset_is_documented():
     for name, p in PRESETS.items():
         assert p.name == name
-        assert "arXiv" in p.paper and len(p.notes) > 100, name
+        assert "arXiv" in p.paper and len(p.notes) > 100 and p.equations, name
     for cls in (Preset, Algorithm):
         body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
         documented = {

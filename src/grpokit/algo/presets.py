@@ -29,6 +29,8 @@ class Preset:
     """Registry key, the value of ``--algo``."""
     paper: str
     """The paper the preset follows: authors, year, arXiv id, section or equation."""
+    equations: str
+    """The advantage and loss it computes, in one line (docs/algorithms.md has the full map)."""
     values: Mapping[str, Any]
     """``TrainConfig`` field -> value; fields not named keep the config's defaults."""
     notes: str = ""
@@ -62,6 +64,8 @@ def get_preset(name: str) -> Preset:
 register_preset(Preset(
     name="grpo_no_kl",
     paper="Shao et al. 2024, DeepSeekMath, arXiv 2402.03300 (GRPO: §4.1, eq. 3), without the KL term",
+    equations=("A_i = (r_i - mean_g r) / (std_g r + eps); l = -min(rho A, clip(rho, 1-eps, 1+eps) A); "
+               "seq-mean-token-mean; no KL"),
     values=dict(advantage="grpo", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.0,
                 aggregation="seq-mean-token-mean", mini_batches=1),
     notes=(
@@ -75,6 +79,8 @@ register_preset(Preset(
 register_preset(Preset(
     name="grpo",
     paper="Shao et al. 2024, DeepSeekMath, arXiv 2402.03300 (GRPO: §4.1, eq. 3)",
+    equations=("A_i = (r_i - mean_g r) / (std_g r + eps); "
+               "l = -min(rho A, clip(rho, 1-eps, 1+eps) A) + beta k3; seq-mean-token-mean"),
     values=dict(advantage="grpo", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.04,
                 kl_estimator="k3", kl_placement="loss", aggregation="seq-mean-token-mean", mini_batches=1),
     notes=(
@@ -88,6 +94,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="r1_zero",
     paper="DeepSeek-AI 2025, DeepSeek-R1, arXiv 2501.12948 (revised version), §2.1",
+    equations="as grpo; pi_ref <- pi every 400 steps",
     values=dict(advantage="grpo", policy_loss="token_clip", eps_low=10.0, eps_high=10.0, beta=0.001,
                 kl_estimator="k3", kl_placement="loss", aggregation="seq-mean-token-mean", ref_reset_every=400,
                 temperature=1.0, group_size=16, lr=3e-6, mini_batches=16),
@@ -106,6 +113,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="dr_grpo",
     paper="Liu et al. 2025, Understanding R1-Zero-Like Training (Dr. GRPO), arXiv 2503.20783",
+    equations="A_i = r_i - mean_g r; loss = sum_{i,t} l m / (N * max_len)",
     values=dict(advantage="dr_grpo", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.0,
                 aggregation="constant"),
     notes=(
@@ -120,6 +128,8 @@ register_preset(Preset(
 register_preset(Preset(
     name="dapo",
     paper="Yu et al. 2025, DAPO, arXiv 2503.14476",
+    equations=("as grpo with clip [1-0.2, 1+0.28]; token-mean; keep groups with 0 < acc < 1; R_len (eq. 13); "
+               "truncated masked"),
     values=dict(advantage="grpo", policy_loss="token_clip", eps_low=0.2, eps_high=0.28, beta=0.0,
                 aggregation="token-mean", dynamic_sampling_max_rounds=10, overlong_filter=True,
                 overlong_cache_frac=0.2, mini_batches=16),
@@ -139,6 +149,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="rloo",
     paper="Ahmadian et al. 2024, Back to Basics (RLOO), arXiv 2402.14740; Kool et al. 2019",
+    equations="A_i = r_i' - (1/(G-1)) sum_{j!=i} r_j', r' = r - beta sum_t k1",
     values=dict(advantage="rloo", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.05,
                 kl_estimator="k1", kl_placement="reward", aggregation="constant"),
     notes=(
@@ -154,6 +165,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="reinforce_pp",
     paper="Hu et al. 2025, REINFORCE++, arXiv 2501.03262",
+    equations="A = (r' - mean_batch r') / (std_batch r' + eps), r' = r - beta sum_t k1",
     values=dict(advantage="reinforce_pp", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.01,
                 kl_estimator="k1", kl_placement="reward", aggregation="token-mean"),
     notes=(
@@ -170,6 +182,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="reinforce_pp_baseline",
     paper="Hu et al. 2025, REINFORCE++ (the -baseline variant), arXiv 2501.03262",
+    equations="c = r - mean_g r; A = c / (std_batch c + eps); + beta k2 in the loss",
     values=dict(advantage="reinforce_pp_baseline", policy_loss="token_clip", eps_low=0.2, eps_high=0.2,
                 beta=0.01, kl_estimator="k2", kl_placement="loss", aggregation="token-mean"),
     notes=(
@@ -183,6 +196,7 @@ register_preset(Preset(
 register_preset(Preset(
     name="gspo",
     paper="Zheng et al. 2025, Group Sequence Policy Optimization, arXiv 2507.18071",
+    equations="s_i = exp((1/|o_i|) sum_t (logp - old_logp)); l_i = -min(s_i A_i, clip(s_i, 1-3e-4, 1+4e-4) A_i)",
     values=dict(advantage="grpo", policy_loss="gspo", eps_low=3e-4, eps_high=4e-4, beta=0.0,
                 aggregation="seq-mean-token-mean", mini_batches=4),
     notes=(
@@ -198,6 +212,8 @@ register_preset(Preset(
     name="ppo",
     paper="Schulman et al. 2017, PPO, arXiv 1707.06347, with GAE (arXiv 1506.02438), RLHF form of "
     "Ouyang et al. 2022; settings of verl's PPO example and TinyZero",
+    equations=("r_t = -beta k1_t + [t = last] r; A_t = delta_t + gamma lam A_{t+1}, "
+               "delta_t = r_t + gamma V_{t+1} - V_t; value loss 0.5 max((V-R)^2, (V_clip-R)^2)"),
     values=dict(advantage="gae", policy_loss="token_clip", eps_low=0.2, eps_high=0.2, beta=0.001,
                 kl_estimator="k1", kl_placement="reward", aggregation="token-mean", use_critic=True,
                 critic_lr=1e-5, gamma=1.0, lam=0.95, value_clip=0.5, whiten_advantages=True),
