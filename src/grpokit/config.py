@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import functools
 import inspect
 import math
 import re
@@ -198,6 +199,7 @@ def overrides_from(args: argparse.Namespace, cls=TrainConfig) -> dict:
     return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
+@functools.lru_cache(maxsize=None)
 def field_docs(cls=TrainConfig) -> dict[str, str]:
     """Field name -> the docstring written under it (base classes' fields included)."""
     docs = {}
@@ -290,13 +292,12 @@ def check_values(cfg) -> None:
 
     The message gives the field, the value, what is allowed and the field's own docstring.
     """
-    docs = field_docs(type(cfg))
     rules = {**RANGES, **type(cfg).RULES}
     for f in dataclasses.fields(cfg):
         name, value = f.name, getattr(cfg, f.name)
-        doc = docs.get(name, "").split("\n")[0]
 
         def bad(allowed: str) -> ValueError:
+            doc = field_docs(type(cfg)).get(name, "").split("\n")[0]
             hint = f"; {HINTS[name]}" if name in HINTS else ""
             return ValueError(f"{name} must be {allowed}, got {value!r}{hint} ({name}: {doc})")
 
