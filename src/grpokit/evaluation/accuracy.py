@@ -107,11 +107,13 @@ def _format_fn(task):
 
 
 def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSettings = EvalSettings(),
-             *, correctness: str | None = None, format_fn: Callable[[str], bool] | None = None) -> EvalResult:
+             *, correctness: str | None = None, format_fn: Callable[[str], bool] | None = None,
+             progress: bool = False) -> EvalResult:
     """Greedy accuracy and (``settings.k > 0``) pass@1 over k, pass@k, cons@k of ``examples``.
 
     ``correctness`` overrides the task's correctness reward (a reward spec); ``format_fn`` the format
-    predicate of ``behaviour/format_rate`` (default: the task's first ``*_format`` reward). Sampling
+    predicate of ``behaviour/format_rate`` (default: the task's first ``*_format`` reward);
+    ``progress`` shows a bar over the generation calls. Sampling
     and grading go through :func:`grpokit.rewards.generate.generate_and_score`. The summary also holds
     the settings, ``unscored`` (completions the reward could not score, counted wrong),
     ``reward_errors``, ``truncated_frac``, ``votes`` (the answer reader, or why cons@k is absent),
@@ -133,7 +135,7 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
 
     def run(n: int, params: SamplingParams, generator=None) -> Scored:
         return generate_and_score(engine, examples, n, params, [grader], prompt_text, generator=generator,
-                                  batch_size=settings.batch_size)
+                                  batch_size=settings.batch_size, progress=progress)
 
     greedy = sampled = None
     if settings.greedy:

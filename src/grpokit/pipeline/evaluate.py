@@ -89,7 +89,7 @@ def evaluate_model(cfg: EvalConfig) -> dict:
                             max_new_tokens=cfg.max_new_tokens, template=cfg.template, system=cfg.system_prompt,
                             batch_size=cfg.prompts_per_batch * cfg.k, seed=cfg.seed)
     res = evaluate(HFEngine(model, tok), tok, task, examples, settings, correctness=cfg.correctness or None,
-                   format_fn=is_r1_format)
+                   format_fn=is_r1_format, progress=cfg.progress)
     samples = [{k: s[k] for k in ("id", "sample", "text", "correct")} for s in res.per_sample]
     summary = {k: v for k, v in res.summary.items() if k not in ("task", "k", "note")}
     result = {"model": cfg.model, "model_step": checkpoint_step(cfg.model), "task": task.name, "k": cfg.k, **summary,

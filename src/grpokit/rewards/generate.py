@@ -34,20 +34,26 @@ def reward_columns(examples: list[Example], n: int, *, truncated: list[bool],
 
 def generate_and_score(engine: RolloutEngine, examples: list[Example], n: int, params: SamplingParams,
                        reward_specs: list[RewardSpec], prompt_text: Callable[[Example], str], *,
-                       generator: torch.Generator | None = None, batch_size: int = 0) -> Scored:
+                       generator: torch.Generator | None = None, batch_size: int = 0, progress: bool = False) -> Scored:
     """``n`` completions for each example from ``engine``, scored by every reward in ``reward_specs``.
 
     ``engine`` is already synced to the weights to sample; ``params.max_new_tokens`` is also the
     ``max_new_tokens`` column; ``generator`` is one random stream over all engine calls;
     ``batch_size`` caps the sequences per engine call (whole groups; 0 = one call), the chunks being
-    concatenated in order (reward errors index the whole record). Returns ``B * n`` rows.
+    concatenated in order (reward errors index the whole record; ``progress`` shows a bar over them).
+    Returns ``B * n`` rows.
     """
     if not examples:
         raise ValueError("generate_and_score: no examples to sample from")
     per_call = max(1, batch_size // n) if batch_size else max(1, len(examples))
     rollouts, scores, errors = [], [], []
     t_gen = t_rew = 0.0
-    for i in range(0, len(examples), per_call):
+    starts = range(0, len(examples), per_call)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc=f"generate x{n}", dynamic_ncols=True)
+    for i in starts:
         chunk = examples[i:i + per_call]
         t0 = time.time()
         r = engine.generate([prompt_text(ex) for ex in chunk], n, params, generator)
