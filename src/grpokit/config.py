@@ -46,6 +46,8 @@ class TrainConfig(ComputeOptions):
     """System message for the chat template ('' = the template's own default)."""
     rewards: dict = field(default_factory=dict)
     """Reward functions, name -> weight; names are built-ins or 'module:function'. Empty = the task's default."""
+    reward_timeout: float = 300.0
+    """Seconds one call of a reward function may take; past it the call is stopped and its completions score None, logged (0 = no limit)."""
     # --- algorithm: `algo` names a preset; naming it fills the fields below that you do not set ---
     algo: str = "grpo"
     """Algorithm preset: grpo, r1_zero, dr_grpo, dapo, rloo, reinforce_pp, reinforce_pp_baseline, gspo,

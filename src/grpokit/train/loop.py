@@ -124,7 +124,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     random.seed(cfg.seed)
 
     task = load_task(cfg.task, **cfg.task_options)
-    reward_specs = rw.build(cfg.rewards or task.rewards)
+    reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     engine = HFEngine(model, tokenizer)
