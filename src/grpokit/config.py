@@ -130,6 +130,8 @@ class TrainConfig(ComputeOptions):
     """Sampling temperature of the eval_samples (R1 evaluates at 0.6)."""
     eval_top_p: float = 0.95
     """Nucleus mass of the eval_samples (R1 evaluates at 0.95)."""
+    report_to: str = ""
+    """Also send metrics.jsonl's records to these trackers: a comma-separated list of tensorboard, wandb, mlflow, trackio ('' or none = only the run folder). Local/offline by default; see docs/run-format.md."""
     save_every: int = 0
     """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
     out: str = ""
