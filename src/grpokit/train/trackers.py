@@ -30,6 +30,7 @@ import math
 import os
 import re
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,7 +123,7 @@ class WandB:
             import wandb
         except ImportError:
             raise _missing("wandb", self.name) from None
-        run_id = _ids(run_dir).get("wandb") or wandb.util.generate_id()
+        run_id = _ids(run_dir).get("wandb") or uuid.uuid4().hex[:12]
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "grpokit"), name=run_dir.name, id=run_id,
                               resume="allow", dir=str(run_dir), config=config,
                               mode=os.environ.get("WANDB_MODE", "offline"))
@@ -141,7 +142,11 @@ _MLFLOW_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 class MLflow:
     """An MLflow run in a file store at ``RUN/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set.
 
-    MLflow keys allow letters, digits and ``_-. /``: others become ``_`` (``pass@1`` -> ``pass_1``).
+    MLflow 3 keeps the file store in maintenance mode behind ``MLFLOW_ALLOW_FILE_STORE=true``, which
+    is set (if unset) only when this default is used: it is the local store mlflow-skinny can write
+    without a database driver. ``MLFLOW_TRACKING_URI=sqlite:///RUN/mlflow.db`` picks the database
+    backend (full ``mlflow``). MLflow keys allow letters, digits and ``_-. /``: others become ``_``
+    (``pass@1`` -> ``pass_1``).
     """
 
     name = "mlflow"
@@ -153,7 +158,10 @@ class MLflow:
         except ImportError:
             raise _missing("mlflow-skinny", self.name) from None
         self._Metric = Metric
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_dir / "mlruns").resolve().as_uri()
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if not uri:
+            uri = (run_dir / "mlruns").resolve().as_uri()
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)
         run_id = _ids(run_dir).get("mlflow")
         if run_id is None:
