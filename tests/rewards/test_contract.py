@@ -151,3 +151,21 @@ def test_an_inner_limit_does_not_swallow_an_outer_one():
 
 def test_build_passes_the_timeout():
     assert [s.timeout for s in build(["tag_count"], timeout=7)] == [7.0]
+
+
+def test_a_time_limit_inside_the_math_pool_never_leaks_a_stale_verdict():
+    """Stopped mid-batch, the pool's busy worker must not answer for the next batch's first pair."""
+    from grpokit.rewards.contract import RewardFailure
+    from grpokit.rewards.verify_pool import VerifyPool
+
+    pool = VerifyPool(n_workers=1, hard_timeout=30, inner_timeout=60)  # the reward limit (1 s) stops the pair first
+    try:
+        assert [v.ok for v in pool.map([("$1$", "$1$")])] == [True]  # started and warm
+        old = pool.pids()
+        with pytest.raises(RewardFailure, match="took longer than 1 s"):
+            with time_limit(1.0):
+                pool.map([("$5$", "$10^{10^{10}}$")])  # grades for minutes
+        assert not set(old) & set(pool.pids())  # the busy worker is gone: its late verdict cannot be read
+        assert [v.ok for v in pool.map([("$2$", "$2$")])] == [True]
+    finally:
+        pool.close()

@@ -79,8 +79,12 @@ def _save_id(run_dir: Path, key: str, value: str) -> None:
     tmp.replace(run_dir / _IDS_FILE)
 
 
+class TrackerNotInstalled(ImportError, ValueError):
+    """``--report-to`` names a tracker whose package is missing (a ValueError too: the CLI prints it as a usage error)."""
+
+
 def _missing(package: str, name: str) -> ImportError:
-    return ImportError(f"--report-to {name} needs the {package} package: pip install {package} "
+    return TrackerNotInstalled(f"--report-to {name} needs the {package} package: pip install {package} "
                        "(or pip install 'grpokit[trackers]' for all of them)")
 
 
