@@ -169,3 +169,27 @@ def test_a_time_limit_inside_the_math_pool_never_leaks_a_stale_verdict():
         assert [v.ok for v in pool.map([("$2$", "$2$")])] == [True]
     finally:
         pool.close()
+
+
+@pytest.mark.slow
+def test_a_reward_that_breaks_every_rule_costs_samples_not_the_run(tiny_model, tmp_path):
+    """SystemExit, NaN and a wrong count from a reward, in the real loop: it finishes with finite weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    from grpokit.train.loop import train
+    from grpokit.train.run_folder import RunReader
+    from tests.train.test_loop import _cfg
+
+    run = train(_cfg(tiny_model, tmp_path, "broken-reward", steps=2,
+                     rewards={"tests.train.rewards_for_tests:breaks_the_contract": 1.0}))
+    reader = RunReader(run)
+    assert reader.status()["state"] == "finished"
+    errors = [e for e in reader.events() if e["kind"] == "reward_error"]
+    assert errors and {e["problem"] for e in errors} <= {"escape", "non_finite"}
+    assert all("SystemExit" in e["error"] for e in errors if e["problem"] == "escape")
+    metrics = reader.metrics()
+    assert sum(m["reward/errors"] for m in metrics) == len(errors)
+    assert all(math.isfinite(m["reward/mean"]) for m in metrics)
+    weights = load_file(str(next(reader.checkpoints()) / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
