@@ -193,3 +193,23 @@ def test_a_reward_that_breaks_every_rule_costs_samples_not_the_run(tiny_model, t
     assert all(math.isfinite(m["reward/mean"]) for m in metrics)
     weights = load_file(str(next(reader.checkpoints()) / "model.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_limits_that_expire_as_the_reward_returns_leave_nothing_behind():
+    """Hundreds of limits racing their rewards: each call scores or times out, never escapes, and no
+    deadline or watchdog outlives its call (whatever the machine's load decides about who wins)."""
+    from grpokit.rewards import contract
+
+    def sometimes_raises(prompts, completions, i=0, **kw):
+        total = sum(range(2000 + i[0]))
+        if i[0] % 2:
+            raise ValueError(f"odd {total}")  # the traceback is formatted while the limit may fire
+        return [1.0] * len(completions)
+
+    outcomes = set()
+    for i in range(400):
+        s = score([RewardSpec("r", sometimes_raises, 1.0, 0.0005)], [""], ["a"], {"i": [i]})
+        outcomes.add("scored" if s.per_fn["r"] == [1.0] else s.errors[0]["problem"])
+    assert outcomes <= {"scored", "timeout", "exception"}
+    assert contract._deadlines == []
+    assert not [t for t in threading.enumerate() if t.name == "grpokit-reward-timeout" and t.is_alive()]

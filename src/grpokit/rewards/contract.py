@@ -70,48 +70,93 @@ class RewardFailure(Exception):
 
 
 def _on_signal(signum, frame) -> None:
-    if _deadlines and time.monotonic() >= min(_deadlines):
+    if _expired():
         raise RewardTimeout
+
+
+def _expired() -> bool:
+    return bool(_deadlines) and time.monotonic() >= min(_deadlines)
+
+
+class _Limit:
+    """One call's deadline: ``arm()`` registers it and starts its watchdog, ``disarm()`` undoes both.
+
+    A :class:`RewardTimeout` can land between any two bytecodes, so the caller arms inside its
+    ``try``, asks :meth:`expired` to tell its own timeout from an enclosing one, and disarms in its
+    ``finally``; :meth:`disarm` is idempotent and retried when a signal lands inside it.
+    """
+
+    def __init__(self, seconds: float):
+        global _warned_platform
+        self.seconds = seconds if seconds and seconds > 0 else 0.0
+        self.active = bool(self.seconds) and _SIGNAL is not None \
+            and threading.current_thread() is threading.main_thread()
+        if self.seconds and _SIGNAL is None and not _warned_platform:
+            _warned_platform = True
+            log.warning("reward_timeout is not enforced on this platform (no real-time signals)")
+        self.deadline = math.inf
+        self.done = threading.Event()
+        self.dog: threading.Thread | None = None
+
+    def arm(self) -> None:
+        global _installed
+        if not self.active:
+            return
+        if not _installed:  # once, and left in place: a late signal must never meet the default (fatal) action
+            signal.signal(_SIGNAL, _on_signal)
+            _installed = True
+        main, done, seconds = threading.main_thread().ident, self.done, self.seconds
+
+        def watchdog():
+            if done.wait(seconds):
+                return
+            while not done.is_set():
+                signal.pthread_kill(main, _SIGNAL)
+                done.wait(1.0)  # the reward swallowed it (a bare except), or an inner limit held it: again
+
+        self.deadline = time.monotonic() + seconds
+        _deadlines.append(self.deadline)
+        self.dog = threading.Thread(target=watchdog, name="grpokit-reward-timeout", daemon=True)
+        self.dog.start()
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    def disarm(self) -> None:
+        if not self.active:
+            return
+        pending = None
+        while True:
+            try:
+                if self.deadline in _deadlines:
+                    _deadlines.remove(self.deadline)
+                self.done.set()
+                if self.dog is not None and self.dog.ident is not None:
+                    self.dog.join()
+                break
+            except RewardTimeout as e:  # an enclosing limit fired: raise it once this one is disarmed
+                pending = e
+        if pending is not None and _expired():
+            raise pending
+
+    def failure(self) -> "RewardFailure":
+        return RewardFailure("timeout", f"took longer than {self.seconds:g} s and was stopped "
+                                        "(raise reward_timeout if it is just slow)")
 
 
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
     """Raise :class:`RewardFailure` ``timeout`` if the body runs past ``seconds`` (0 = no limit)."""
-    global _installed, _warned_platform
-    main = threading.main_thread()
-    if not seconds or seconds <= 0 or threading.current_thread() is not main or _SIGNAL is None:
-        if seconds and seconds > 0 and _SIGNAL is None and not _warned_platform:
-            _warned_platform = True
-            log.warning("reward_timeout is not enforced on this platform (no real-time signals)")
-        yield
-        return
-    if not _installed:  # once, and left in place: a late signal must never meet the default (fatal) action
-        signal.signal(_SIGNAL, _on_signal)
-        _installed = True
-    deadline = time.monotonic() + seconds
-    done = threading.Event()
-
-    def watchdog():
-        if done.wait(seconds):
-            return
-        while not done.is_set():
-            signal.pthread_kill(main.ident, _SIGNAL)
-            done.wait(1.0)  # the reward swallowed it (a bare except): send it again
-
-    _deadlines.append(deadline)
-    dog = threading.Thread(target=watchdog, name="grpokit-reward-timeout", daemon=True)
-    dog.start()
+    limit = _Limit(seconds)
     try:
+        limit.arm()
         yield
     except RewardTimeout:
-        if time.monotonic() < deadline:  # an enclosing limit expired, not this one
+        if not limit.expired():  # an enclosing limit expired, not this one
             raise
-        raise RewardFailure("timeout", f"took longer than {seconds:g} s and was stopped "
-                                       "(raise reward_timeout if it is just slow)") from None
+        raise limit.failure() from None
     finally:
-        _deadlines.remove(deadline)
-        done.set()
-        dog.join()
+        limit.disarm()
 
 
 def call(fn: Callable[..., Any], name: str, prompts: list, completions: list, columns: dict,
@@ -122,19 +167,27 @@ def call(fn: Callable[..., Any], name: str, prompts: list, completions: list, co
     lets ``KeyboardInterrupt`` (Ctrl-C) and an enclosing limit's :class:`RewardTimeout` through.
     """
     n = len(completions)
-    try:
-        with time_limit(timeout):
+    limit = _Limit(timeout)
+    try:  # the outer try: a timeout landing anywhere below, even inside an except clause, is caught here
+        try:
+            limit.arm()
             out = list(fn(prompts, completions, **columns))  # a generator runs inside the limit too
-    except RewardFailure:
-        raise
-    except (KeyboardInterrupt, RewardTimeout):
-        log.warning("reward %s was interrupted (Ctrl-C or an enclosing time limit)", name)
-        raise
-    except Exception:
-        raise RewardFailure("exception", traceback.format_exc(limit=3)) from None
-    except BaseException as e:  # SystemExit, GeneratorExit, ...: a reward does not get to end the run
-        raise RewardFailure("escape", f"raised {type(e).__name__}({e!r}); a reward cannot stop the run, "
-                                      "so its completions score None\n" + traceback.format_exc(limit=3)) from None
+        except RewardTimeout:
+            raise
+        except KeyboardInterrupt:
+            log.warning("reward %s was interrupted by KeyboardInterrupt: stopping as for Ctrl-C", name)
+            raise
+        except Exception:
+            raise RewardFailure("exception", traceback.format_exc(limit=3)) from None
+        except BaseException as e:  # SystemExit, GeneratorExit, ...: a reward does not get to end the run
+            raise RewardFailure("escape", f"raised {type(e).__name__}({e!r}); a reward cannot stop the run, "
+                                          "so its completions score None\n" + traceback.format_exc(limit=3)) from None
+        finally:
+            limit.disarm()
+    except RewardTimeout:
+        if not limit.expired():  # an enclosing limit (a reward that calls rewards): that one's failure
+            raise
+        raise limit.failure() from None
     if len(out) != n:
         raise RewardFailure("wrong_count", f"returned {len(out)} values for {n} completion{'s' * (n != 1)}; "
                                            "a reward returns exactly one number (or None) per completion")
