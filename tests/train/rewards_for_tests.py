@@ -1,5 +1,7 @@
 """Reward functions used by the loop tests through the 'module:function' form."""
 
+import math
+
 
 def crash_on_digits(prompts, completions, **_):
     out = []
@@ -25,3 +27,11 @@ def digit_share_low_only(prompts, completions, answer, **_):
 
 def always_zero(prompts, completions, **_):
     return [0.0 for _ in completions]
+
+
+def breaks_the_contract(prompts, completions, **_):
+    """Exits on a completion with a digit, scores NaN one with a space, and gives a batch one value too many."""
+    if any(ch.isdigit() for c in completions for ch in c):
+        raise SystemExit("a reward called sys.exit")
+    values = [math.nan if " " in c else 1.0 for c in completions]
+    return values + [0.0] if len(completions) > 1 else values

@@ -38,6 +38,7 @@ from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 from grpokit.train.run_folder import RunWriter
+from grpokit.train import trackers
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
 from grpokit.train.optim import adamw
@@ -116,6 +117,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     optimizer step (the tensors its loss was computed from), for checks and debugging.
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
+    trackers.check_installed(cfg.report_to)  # so does --report-to naming a tracker that is not installed
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     resume_from = ckpt.resume_point(run_dir, cfg.resume)
     if cfg.threads:
@@ -124,7 +126,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     random.seed(cfg.seed)
 
     task = load_task(cfg.task, **cfg.task_options)
-    reward_specs = rw.build(cfg.rewards or task.rewards)
+    reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     engine = HFEngine(model, tokenizer)
@@ -142,7 +144,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     data = DataStream(task.train, cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
-    writer = RunWriter(run_dir)
+    writer = RunWriter(run_dir, trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)))
     start_step = 0
     if resume_from:
         state = ckpt.load_state(resume_from)
