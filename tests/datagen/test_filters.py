@@ -16,7 +16,9 @@ def test_language_share_by_hand():
     assert language_share("two plus two") == 1.0
     assert language_share("two 加 two") == pytest.approx(2 / 3)  # one CJK char = one word
     assert language_share("加法", "cjk") == 1.0
-    assert language_share("12 + 3 = 15") == 1.0  # no words: nothing inconsistent
+    # No words: 0, as the language-consistency reward gives (one function; this filter used to say 1.0).
+    assert language_share("12 + 3 = 15") == 0.0
+    assert not FILTERS["language"](cand(text="12 + 3 = 15"), S)
     with pytest.raises(ValueError, match="unknown script"):
         language_share("x", "greek")
 

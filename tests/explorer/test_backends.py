@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from grpokit.explorer.backends import Generation, HFGenerator, LocalTryBackend, TryBackend
+from grpokit.explorer.backends import HFGenerator, LocalTryBackend, TryBackend
 from grpokit.train.run_folder import RunReader, RunWriter
 
 MAX_NEW = 8
@@ -54,16 +54,31 @@ def _tiny_model(out: Path) -> None:
     LlamaForCausalLM(cfg).save_pretrained(out)
 
 
+def _rollout(prompt, texts, truncated):
+    import torch
+
+    from grpokit.records import Rollout
+
+    N = len(texts)
+    return Rollout(prompt_ids=torch.zeros(N, 1, dtype=torch.long), prompt_mask=torch.ones(N, 1, dtype=torch.long),
+                   completion_ids=torch.ones(N, 5, dtype=torch.long), completion_mask=torch.ones(N, 5, dtype=torch.long),
+                   truncated=torch.tensor(truncated), prompts=[prompt] * N, completions=texts)
+
+
 def test_local_backend_reads_the_runs_task_rewards_and_checkpoints(tmp_path):
     run = _run(tmp_path, with_model=False)
     seen = []
 
-    def generate(ckpt, prompt, G, temperature, max_new):  # the rollout engine's hook
-        seen.append((ckpt.name, prompt, G, temperature, max_new))
-        texts = ["So 2 + 2 = 26. \\boxed{26}", "\\boxed{25}", "26", "x" * 40]
-        return [Generation(texts[i % 4], 5, i % 4 == 3) for i in range(G)]
+    class Engine:  # the rollout engine hook: checkpoint -> engine
+        def __init__(self, ckpt):
+            self.ckpt = ckpt
 
-    b = LocalTryBackend(generate=generate, render=lambda ckpt, q, cfg: f"USER: {q}\nASSISTANT:")
+        def generate(self, prompts, G, params, generator=None):
+            seen.append((self.ckpt.name, prompts[0], G, params.temperature, params.max_new_tokens))
+            texts = ["So 2 + 2 = 26. \\boxed{26}", "\\boxed{25}", "26", "x" * 40]
+            return _rollout(prompts[0], [texts[i % 4] for i in range(G)], [i % 4 == 3 for i in range(G)])
+
+    b = LocalTryBackend(engine=Engine, render=lambda ckpt, q, cfg: f"USER: {q}\nASSISTANT:")
     assert isinstance(b, TryBackend)
     assert b.checkpoints(run) == ["step_000001"]  # step_000002 has no config.json yet
     prompts = b.prompts(run)
@@ -94,5 +109,8 @@ def test_hf_generator_samples_g_completions_from_a_checkpoint(tmp_path):
         assert c["length"] == MAX_NEW if c["truncated"] else True
         assert not c["truncated"] if c["length"] < MAX_NEW else True
         assert set(c["rewards"]) == {"math", "boxed_format"} and c["valid"]
-    greedy = HFGenerator()(run.dir / "checkpoints" / "step_000001", "Calculate 1 + 1.", 3, 0.0, MAX_NEW)
-    assert len({g.text for g in greedy}) == 1  # temperature 0 is greedy: all G the same
+    from grpokit.rollout import SamplingParams
+
+    greedy = HFGenerator().engine(run.dir / "checkpoints" / "step_000001").generate(
+        ["Calculate 1 + 1."], 3, SamplingParams(0.0, 1.0, MAX_NEW)).completions
+    assert len(set(greedy)) == 1  # temperature 0 is greedy: all G the same

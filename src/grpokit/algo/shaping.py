@@ -21,19 +21,19 @@ def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> tor
     DAPO used ``max_len = 20480`` and ``cache_len = 4096`` (expected length 16384).
 
     Args:
-        lengths: ``[N]`` completion lengths in tokens (int or float).
+        lengths: ``[N]`` completion lengths in tokens; float32 math for integers, else their dtype.
         max_len: ``L_max``, the generation budget.
         cache_len: ``L_cache``, the width of the soft zone, ``0 < cache_len <= max_len``.
 
     Returns:
-        ``[N]`` float32 penalties in ``[-1, 0]``.
+        ``[N]`` penalties in ``[-1, 0]`` (float32 for integer lengths).
     """
     if not 0 < cache_len <= max_len:
         raise ValueError(
             f"need 0 < cache_len <= max_len, got cache_len={cache_len}, max_len={max_len}; "
             "DAPO used cache_len=4096 with max_len=20480"
         )
-    length = lengths.float()  # [N]
+    length = lengths if lengths.is_floating_point() else lengths.float()  # [N]
     safe = float(max_len - cache_len)
     soft = ((safe - length) / cache_len).clamp(max=0.0)  # [N] 0 up to L_safe, then linear
     return torch.where(length > max_len, torch.full_like(length, -1.0), soft)

@@ -8,7 +8,8 @@ each, applied in the order given; a sample is kept when it passes every one:
 - ``correct``: the verifier scored it 1.0 (at least ``min_reward``);
 - ``format``: exactly one ``<think>...</think>`` then one ``<answer>...</answer>`` (``r1_format``);
 - ``language``: at least ``min_language_share`` of its words are in the target script
-  (:func:`language_share`, the quantity R1's language-consistency reward measures);
+  (:func:`grpokit.rewards.shaping.language_share`, the function R1's language-consistency reward
+  calls; a text without words has share 0 and fails);
 - ``length``: it ended by itself (not truncated) and has ``min_tokens <= tokens <= max_tokens``;
 - ``repetition``: rep-n (share of repeated word n-grams, Welleck et al. 2020) at most ``max_repetition``;
 - ``duplicate``: its normalised text differs from every sample already kept for the same prompt.
@@ -23,8 +24,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from grpokit.evaluation.behaviour import language_counts, repetition
+from grpokit.evaluation.behaviour import repetition
 from grpokit.rewards.format import is_r1_format
+from grpokit.rewards.shaping import language_share
 
 
 @dataclass(frozen=True)
@@ -50,22 +52,6 @@ class FilterSettings:
     repetition_n: int = 4
     script: str = "latin"
     min_language_share: float = 1.0
-
-
-_SCRIPTS = {"latin": 1, "cjk": 0}  # index into language_counts' (cjk, latin)
-
-
-def language_share(text: str, script: str = "latin") -> float:
-    """Share of ``text``'s words written in ``script`` (``latin`` or ``cjk``); 1.0 when it has no words.
-
-    Words are counted as in :func:`grpokit.evaluation.behaviour.language_counts` (a CJK character is a
-    word, a Latin word is a run of letters), so ``share = latin / (cjk + latin)`` for ``latin``.
-    """
-    if script not in _SCRIPTS:
-        raise ValueError(f"unknown script {script!r}: use one of {sorted(_SCRIPTS)}")
-    counts = language_counts(text)
-    total = sum(counts)
-    return counts[_SCRIPTS[script]] / total if total else 1.0
 
 
 def _correct(c: Candidate, s: FilterSettings) -> bool:

@@ -1,8 +1,8 @@
 """``grpokit sample``: rejection sampling into an SFT dataset (also cold-start and distillation data).
 
     for each batch of prompts (a seeded order of the task's split):
-        k completions per prompt                          (rollout engine, optionally few-shot prompted)
-        verifier score of each                            (a reward spec; the task's correctness by default)
+        k completions per prompt, verifier score of each  (rewards.generate_and_score, optionally few-shot
+                                                           prompted; the task's correctness by default)
         keep those that pass the filters, <= max_per_prompt per prompt     (datagen.filters)
         append them to the dataset; record progress
     stop at target_size rows
@@ -38,6 +38,7 @@ from grpokit import models, rewards as rw
 from grpokit.config import ComputeOptions, make, to_dict
 from grpokit.datagen.fewshot import load_demos, render_few_shot
 from grpokit.datagen.filters import Candidate, FilterSettings, check_names, select
+from grpokit.rewards.generate import generate_and_score
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
 
@@ -243,13 +244,8 @@ def sample(cfg: SampleConfig) -> SampleResult:
 def _one_batch(cfg, b, chunk, engine, prompt_text, task, specs, params, settings, common):
     """Sample, verify and filter one batch of prompts -> (rows, candidates, rejections by filter)."""
     gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + b)
-    rollout = engine.generate([prompt_text(ex) for ex in chunk], cfg.k, params, gen)
-    keys = {key for ex in chunk for key in ex.reward_columns()}
-    cols = {key: [ex.reward_columns().get(key) for ex in chunk for _ in range(cfg.k)] for key in keys}
-    cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    cols["truncated"] = rollout.truncated.tolist()
-    scores = rw.score(specs, rollout.prompts, rollout.completions, cols)
-    reward = scores.per_fn[specs[0].name]
+    got = generate_and_score(engine, chunk, cfg.k, params, specs, prompt_text, generator=gen)
+    rollout, reward = got.rollout, got.scores.per_fn[specs[0].name]
     rows, rejected = [], {}
     for j, ex in enumerate(chunk):
         idx = range(j * cfg.k, (j + 1) * cfg.k)

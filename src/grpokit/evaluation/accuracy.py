@@ -4,20 +4,22 @@
              -> greedy completion, and k sampled ones per question (T = 0.6, top-p = 0.95, as R1)
              -> correctness: the task's correctness reward on every completion, with every dataset
                 column (the function that trains the model grades it: the two cannot drift apart)
-             -> answers for votes: the reward's AnswerReader (grpokit.evaluation.answers)
+             -> answers for votes: the reward's own reader (grpokit.evaluation.answers)
              -> grpokit.evaluation.runner.evaluate_samples: greedy_acc, pass@1 over k, pass@k,
                 cons@k, each with SE and a 95% interval, behaviour metrics, per-question and
                 per-sample records
 
-``grpokit eval`` and the trainer's periodic evaluation both call :func:`evaluate`.
+The one evaluator: ``grpokit eval``, the trainer's periodic evaluation and the pipeline's eval stage
+all call :func:`evaluate`; generation and grading are :func:`grpokit.rewards.generate.generate_and_score`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -25,7 +27,8 @@ from grpokit import rewards as rw
 from grpokit.evaluation import R1_TEMPERATURE, R1_TOP_P
 from grpokit.evaluation.answers import base_name, reader_for
 from grpokit.evaluation.runner import evaluate_samples, write_eval
-from grpokit.records import Example
+from grpokit.records import Example, Scored
+from grpokit.rewards.generate import generate_and_score
 from grpokit.rollout import SamplingParams, render
 
 
@@ -77,22 +80,6 @@ def default_k_values(k: int) -> tuple[int, ...]:
 
 
 @dataclass
-class Completions:
-    """``n`` graded completions for each of ``Q`` questions (rows in question order)."""
-
-    texts: list[list[str]]
-    lengths: list[list[int]]
-    truncated: list[list[bool]]
-    rewards: list[list[float | None]]  # the correctness reward's values; None = could not score
-    reward_errors: list[dict] = field(default_factory=list)
-    grade_seconds: float = 0.0
-
-    @property
-    def correct(self) -> list[list[bool]]:
-        return [[v is not None and math.isclose(v, 1.0) for v in row] for row in self.rewards]
-
-
-@dataclass
 class EvalResult:
     """What an evaluation returns: the flat ``summary`` (an ``eval.jsonl`` line) and the records."""
 
@@ -105,37 +92,9 @@ class EvalResult:
         return write_eval(out_dir, self.summary, self.per_question, self.per_sample)
 
 
-def _columns(chunk: list[Example], n: int, rollout) -> dict[str, list]:
-    keys = {key for ex in chunk for key in ex.reward_columns()}
-    cols = {key: [ex.reward_columns().get(key) for ex in chunk for _ in range(n)] for key in keys}
-    cols["completion_ids"] = [row[m.bool()].tolist() for row, m in zip(rollout.completion_ids, rollout.completion_mask)]
-    cols["truncated"] = rollout.truncated.tolist()
-    return cols
-
-
-def generate_graded(engine, tokenizer, task, examples: list[Example], n: int, params: SamplingParams,
-                    grader: rw.RewardSpec, *, template: str = "chat", system: str = "", batch_size: int = 64,
-                    generator: torch.Generator | None = None) -> Completions:
-    """``n`` completions per question from ``engine``, scored by ``grader`` (the correctness reward)."""
-    per_call = max(1, batch_size // n)
-    out = Completions([], [], [], [])
-    for i in range(0, len(examples), per_call):
-        chunk = examples[i:i + per_call]
-        prompts = [render(tokenizer, task.question_text(ex), template, system or None) for ex in chunk]
-        r = engine.generate(prompts, n, params, generator)
-        t0 = time.time()
-        scores = rw.score([grader], r.prompts, r.completions, _columns(chunk, n, r))
-        out.grade_seconds += time.time() - t0
-        values = scores.per_fn[grader.name]
-        out.reward_errors += scores.errors
-        lengths, trunc = r.lengths.tolist(), r.truncated.tolist()
-        for j in range(len(chunk)):
-            rows = slice(j * n, (j + 1) * n)
-            out.texts.append(r.completions[rows])
-            out.lengths.append([int(x) for x in lengths[rows]])
-            out.truncated.append([bool(x) for x in trunc[rows]])
-            out.rewards.append(values[rows])
-    return out
+def _correct(values: list[float | None]) -> list[bool]:
+    """The correctness reward's values as flags: 1.0 is correct; None (could not score) counts as wrong."""
+    return [v is not None and math.isclose(v, 1.0) for v in values]
 
 
 def _format_fn(task):
@@ -148,10 +107,14 @@ def _format_fn(task):
 
 
 def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSettings = EvalSettings(),
-             *, correctness: str | None = None) -> EvalResult:
+             *, correctness: str | None = None, format_fn: Callable[[str], bool] | None = None,
+             progress: bool = False) -> EvalResult:
     """Greedy accuracy and (``settings.k > 0``) pass@1 over k, pass@k, cons@k of ``examples``.
 
-    ``correctness`` overrides the task's correctness reward (a reward spec). The summary also holds
+    ``correctness`` overrides the task's correctness reward (a reward spec); ``format_fn`` the format
+    predicate of ``behaviour/format_rate`` (default: the task's first ``*_format`` reward);
+    ``progress`` shows a bar over the generation calls. Sampling
+    and grading go through :func:`grpokit.rewards.generate.generate_and_score`. The summary also holds
     the settings, ``unscored`` (completions the reward could not score, counted wrong),
     ``reward_errors``, ``truncated_frac``, ``votes`` (the answer reader, or why cons@k is absent),
     ``time/generate`` (sampling) and ``time/score`` (the reward, estimators and votes) in seconds.
@@ -166,42 +129,49 @@ def evaluate(engine, tokenizer, task, examples: list[Example], settings: EvalSet
     name = correctness or task.correctness
     grader = rw.RewardSpec(name=base_name(name), fn=rw.resolve(name))
     reader = reader_for(name)
-    common = dict(template=settings.template, system=settings.system, batch_size=settings.batch_size)
 
-    t0 = time.time()
+    def prompt_text(ex: Example) -> str:
+        return render(tokenizer, task.question_text(ex), settings.template, settings.system or None)
+
+    def run(n: int, params: SamplingParams, generator=None) -> Scored:
+        return generate_and_score(engine, examples, n, params, [grader], prompt_text, generator=generator,
+                                  batch_size=settings.batch_size, progress=progress)
+
     greedy = sampled = None
     if settings.greedy:
-        greedy = generate_graded(engine, tokenizer, task, examples, 1, SamplingParams(0.0, 1.0, settings.max_new_tokens),
-                                 grader, **common)
+        greedy = run(1, SamplingParams(0.0, 1.0, settings.max_new_tokens))
     if settings.k > 0:
-        params = SamplingParams(settings.temperature, settings.top_p, settings.max_new_tokens)
-        gen = torch.Generator().manual_seed(settings.seed)
-        sampled = generate_graded(engine, tokenizer, task, examples, settings.k, params, grader, generator=gen, **common)
+        sampled = run(settings.k, SamplingParams(settings.temperature, settings.top_p, settings.max_new_tokens),
+                      torch.Generator().manual_seed(settings.seed))
     t1 = time.time()
 
+    def values(c: Scored) -> list[float | None]:  # the correctness reward's values
+        return c.scores.per_fn[grader.name]
+
     summary, per_q, per_s = evaluate_samples(
-        examples, sampled.texts if sampled else None, None, reader.extract if reader else None, ks,
+        examples, sampled.per_example(sampled.texts) if sampled else None, None, reader.extract if reader else None, ks,
         equivalent_fn=reader.equivalent if reader else None,
-        token_lengths=sampled.lengths if sampled else None, format_fn=_format_fn(task),
-        greedy_texts=[row[0] for row in greedy.texts] if greedy else None,
-        greedy_lengths=[row[0] for row in greedy.lengths] if greedy else None,
-        correct=sampled.correct if sampled else None,
-        greedy_correct=[row[0] for row in greedy.correct] if greedy else None, level=settings.level)
+        token_lengths=sampled.per_example(sampled.rollout.lengths.tolist()) if sampled else None,
+        format_fn=format_fn or _format_fn(task),
+        greedy_texts=greedy.texts if greedy else None,
+        greedy_lengths=greedy.rollout.lengths.tolist() if greedy else None,
+        correct=sampled.per_example(_correct(values(sampled))) if sampled else None,
+        greedy_correct=_correct(values(greedy)) if greedy else None, level=settings.level)
     if sampled:
-        flat_trunc = [t for row in sampled.truncated for t in row]
-        for rec, trunc in zip(per_s, flat_trunc):
+        for rec, trunc in zip(per_s, sampled.rollout.truncated.tolist()):
             rec["truncated"] = trunc
     runs = [c for c in (greedy, sampled) if c is not None]
-    every = [v for c in runs for row in c.rewards for v in row]
+    every = [v for c in runs for v in values(c)]
+    scoring = sum(c.t_reward for c in runs)
     summary.update({
         "task": task.name, "correctness": name, "k": settings.k, "max_new_tokens": settings.max_new_tokens,
         "template": settings.template,
         "votes": reader.source if reader else (f"no answer reader for reward {name!r}: cons@k left out "
                                               "(register one with grpokit.evaluation.answers.register_reader)"),
-        "unscored": sum(v is None for v in every), "reward_errors": sum(len(c.reward_errors) for c in runs),
-        "truncated_frac": sum(t for c in runs for row in c.truncated for t in row) / max(1, len(every)),
-        "time/generate": t1 - t0 - sum(c.grade_seconds for c in runs),
-        "time/score": time.time() - t1 + sum(c.grade_seconds for c in runs),
+        "unscored": sum(v is None for v in every), "reward_errors": sum(len(c.scores.errors) for c in runs),
+        "truncated_frac": sum(t for c in runs for t in c.rollout.truncated.tolist()) / max(1, len(every)),
+        "time/generate": sum(c.t_generate for c in runs),
+        "time/score": time.time() - t1 + scoring,
     })
     if settings.k:
         summary.update({"temperature": settings.temperature, "top_p": settings.top_p, "seed": settings.seed})

@@ -1,15 +1,14 @@
 """How to read a completion's final answer, per correctness reward: for votes and per-sample records.
 
 Correctness in an evaluation always comes from the task's correctness *reward* (the function that
-trains the model also grades it, with every dataset column). What a reward does not give is the
-answer it read, which majority voting (cons@k) needs; an :class:`AnswerReader` supplies it: the
-same extraction the reward applies, and an equivalence test that pools answers written differently
-("72", "72.0", "+72") into one vote.
+trains the model also grades it, with every dataset column). What a reward does not return is the
+answer it read, which majority voting (cons@k) needs; an :class:`AnswerReader` supplies it.
 
-Readers are registered by reward name in one table (:data:`_READERS`, filled by
-:func:`register_reader`); a reward module can register its own reader next to the reward. A reward
-without a reader (a ``module:function`` of the user, a code test) still gets pass@1 and pass@k;
-cons@k needs an answer to vote on, so it is left out and the summary says why.
+One reader per reward, the reward's own: its ``extract(text)`` (the answer its grader reads, with
+its options: ``math(region='answer')`` votes on the ``<answer>`` block) and ``equivalent(a, b)``
+(pools "72", "72.0", "+72"); rollout dumps and the explorer show the same ``extract``. A reward
+without them (a user's ``module:function``) can get one with :func:`register_reader`; else it has
+pass@1 and pass@k but no cons@k, and the summary says why.
 """
 
 from __future__ import annotations
@@ -58,40 +57,33 @@ def base_name(spec: str) -> str:
 
 
 def reader_for(reward: str) -> AnswerReader | None:
-    """The reader registered for ``reward`` (a reward spec string), or None when there is none.
-
-    The reward's own module is imported first (through :func:`grpokit.rewards.resolve`, which also
-    rejects unknown names), so readers registered beside a reward are found.
-    """
+    """The reader of ``reward`` (a spec): its own ``extract``/``equivalent``, else one registered for
+    the spec or its base name, else None. Unknown rewards are an error (``rewards.resolve``)."""
     from grpokit import rewards as rw
 
-    rw.resolve(reward)
-    factory = _READERS.get(base_name(reward))
+    fn = rw.resolve(reward)
+    extract, equivalent = getattr(fn, "extract", None), getattr(fn, "equivalent", None)
+    if callable(extract) and callable(equivalent):
+        return AnswerReader(extract, equivalent, f"{extract.__module__}.{extract.__qualname__}")
+    factory = _READERS.get(reward) or _READERS.get(base_name(reward))
     return factory() if factory is not None else None
 
 
 def reader_names() -> list[str]:
-    """Reward names that have a registered reader."""
+    """Reward specs that have a registered reader (rewards that carry their own are not listed)."""
     return sorted(_READERS)
 
 
-# ------------------------------------------------------------------------------ built-in readers
+def answer_extractor(specs: list, correctness: str | None) -> Extract | None:
+    """The answer a run's rollout dump and the explorer show: the ``extract`` of the reward named
+    ``correctness`` among ``specs`` (:class:`grpokit.rewards.RewardSpec`), else of the first one."""
+    spec = next((s for s in specs if s.name == correctness), specs[0] if specs else None)
+    extract = getattr(spec.fn, "extract", None) if spec else None
 
+    def safe(text: str) -> str | None:
+        try:
+            return extract(text)
+        except Exception:  # a user's extractor must not cost the page its samples
+            return None
 
-@register_reader("final_number")
-def _final_number() -> AnswerReader:
-    from grpokit.rewards.arith import final_number
-    from grpokit.rewards.numbers import plain_number
-
-    def same(a: str, b: str) -> bool:
-        x, y = plain_number(a), plain_number(b)
-        return x is not None and x == y
-
-    return AnswerReader(final_number, same, "grpokit.rewards.arith.final_number")
-
-
-@register_reader("math")
-def _math() -> AnswerReader:
-    from grpokit.rewards.math import answer_region, grade
-
-    return AnswerReader(answer_region, grade, "grpokit.rewards.math.answer_region")
+    return safe if extract is not None else None

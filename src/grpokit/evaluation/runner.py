@@ -36,6 +36,7 @@ from grpokit.evaluation.estimators import (
     pass_at_k_estimate,
     small_sample_note,
 )
+from grpokit.records import json_safe
 
 GradeFn = Callable[[Any, str], bool]
 ExtractFn = Callable[[str], "str | None"]
@@ -285,20 +286,11 @@ def write_eval(out_dir: str | Path, summary: dict, per_question: list[dict], per
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
     paths = {name: out / name for name in ("summary.json", "summary.txt", "per_question.jsonl", "per_sample.jsonl")}
-    paths["summary.json"].write_text(json.dumps(clean(summary), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    paths["summary.json"].write_text(json.dumps(json_safe(summary), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     paths["summary.txt"].write_text(format_summary(summary), encoding="utf-8")
     for name, recs in (("per_question.jsonl", per_question), ("per_sample.jsonl", per_sample)):
         with open(paths[name], "w", encoding="utf-8") as f:
             for r in recs:
-                f.write(json.dumps(clean(r), ensure_ascii=False, default=str) + "\n")
+                f.write(json.dumps(json_safe(r), ensure_ascii=False, default=str) + "\n")
     return paths

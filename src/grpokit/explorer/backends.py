@@ -1,11 +1,12 @@
 """"Try it" backends: sample a group of G completions from a run's checkpoint, now, and score it.
 
 The server talks to any object that follows ``TryBackend``. ``LocalTryBackend`` is the real one:
-it reads the run's own task and reward config, loads a checkpoint folder with ``transformers`` and
-samples with ``generate``. Its two hooks let the trainer's rollout engine take over:
+it reads the run's own task and reward config, loads a checkpoint folder and samples and scores
+with :func:`grpokit.rewards.generate.generate_and_score`, the path training uses (same reward
+columns, the reward's own answer extractor). Its two hooks:
 
-- ``generate``: ``(checkpoint_dir, prompt_text, G, temperature, max_new_tokens) -> list[Generation]``
-  (default ``HFGenerator``: ``AutoModelForCausalLM`` + ``generate(num_return_sequences=G)``);
+- ``engine``: ``checkpoint_dir -> RolloutEngine`` (default ``HFGenerator().engine``: the
+  checkpoint in an :class:`grpokit.rollout.HFEngine`, the last one kept in memory);
 - ``render``: ``(checkpoint_dir, question_text, config) -> prompt_text`` (default: the tokenizer's
   chat template when it has one, else the text itself).
 
@@ -16,11 +17,14 @@ can switch the scaling without sampling again.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from grpokit.evaluation.answers import answer_extractor
 from grpokit.explorer.runs import cfg_get
+from grpokit.records import Example
+from grpokit.rewards.generate import generate_and_score
+from grpokit.rollout import HFEngine, RolloutEngine, SamplingParams
 from grpokit.train.run_folder import RunReader
 
 
@@ -44,82 +48,50 @@ class TryBackend(Protocol):
                temperature: float) -> list[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
-class Generation:
-    """One sampled completion: its text, its token count (up to and including EOS), and whether
-    it hit ``max_new_tokens`` without EOS."""
-
-    text: str
-    length: int
-    truncated: bool
-
-
-GenerateFn = Callable[[Path, str, int, float, int], list[Generation]]
+EngineFn = Callable[[Path], RolloutEngine]
 RenderFn = Callable[[Path, str, dict], str]
 
 
 class HFGenerator:
-    """Samples with ``transformers``; keeps the last loaded checkpoint in memory (one at a time)."""
+    """Loads a checkpoint with ``transformers`` into an :class:`HFEngine`; keeps the last one in memory
+    (not thread-safe: ``LocalTryBackend`` samples one request at a time)."""
 
     def __init__(self):
-        self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._model = self._tok = None
+        self._engine: HFEngine | None = None
 
-    def load(self, ckpt: Path):
+    def engine(self, ckpt: Path) -> HFEngine:
         key = (str(ckpt), (ckpt / "config.json").stat().st_mtime_ns)
         if key != self._key:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            self._tok = AutoTokenizer.from_pretrained(ckpt)
-            self._model = AutoModelForCausalLM.from_pretrained(ckpt).eval()
+            tok = AutoTokenizer.from_pretrained(ckpt)
+            self._engine = HFEngine(AutoModelForCausalLM.from_pretrained(ckpt).eval(), tok)
             self._key = key
-        return self._model, self._tok
+        return self._engine
 
     def render(self, ckpt: Path, question: str, config: dict) -> str:
-        with self._lock:
-            _, tok = self.load(ckpt)
-            if getattr(tok, "chat_template", None):
-                return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                               add_generation_prompt=True)
-            return question
-
-    def __call__(self, ckpt: Path, prompt: str, G: int, temperature: float, max_new_tokens: int) -> list[Generation]:
-        import torch
-
-        with self._lock:
-            model, tok = self.load(ckpt)
-            enc = tok(prompt, return_tensors="pt", add_special_tokens=not getattr(tok, "chat_template", None))
-            sampling = temperature > 0
-            with torch.no_grad():
-                # Temperature 0 is greedy: one sequence, repeated G times (generate refuses G > 1 greedy).
-                out = model.generate(**enc, do_sample=sampling, temperature=temperature if sampling else None,
-                                     top_p=1.0 if sampling else None, top_k=0 if sampling else None,
-                                     num_return_sequences=G if sampling else 1, max_new_tokens=max_new_tokens,
-                                     pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-            if not sampling:
-                out = out.expand(G, -1)
-            gen = out[:, enc["input_ids"].shape[1]:]  # [G, T]
-            eos = tok.eos_token_id
-            result = []
-            for row in gen.tolist():
-                n = row.index(eos) + 1 if eos in row else len(row)
-                result.append(Generation(tok.decode(row[:n], skip_special_tokens=True), n, eos not in row))
-            return result
+        tok = self.engine(ckpt).tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                           add_generation_prompt=True)
+        return question
 
 
 class LocalTryBackend:
     """Samples from a run's own checkpoints and scores with the run's own task and rewards.
 
     Args:
-        generate: sampler hook (see module docstring); default ``HFGenerator()``.
-        render: prompt-template hook; default the generator's ``render`` (chat template).
+        engine: ``checkpoint_dir -> RolloutEngine`` (see module docstring); default ``HFGenerator().engine``.
+        render: prompt-template hook; default ``HFGenerator().render`` (chat template), or the text
+            itself when ``engine`` is given without ``render``.
         max_prompts: how many held-out prompts of the task to offer.
     """
 
-    def __init__(self, generate: GenerateFn | None = None, render: RenderFn | None = None, max_prompts: int = 50):
-        self._gen = generate or HFGenerator()
-        self._render = render or getattr(self._gen, "render", None) or (lambda ckpt, q, cfg: q)
+    def __init__(self, engine: EngineFn | None = None, render: RenderFn | None = None, max_prompts: int = 50):
+        hf = HFGenerator() if engine is None else None
+        self._engine = engine or hf.engine
+        self._render = render or (hf.render if hf is not None else (lambda ckpt, q, cfg: q))
         self.max_prompts = max_prompts
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -171,27 +143,24 @@ class LocalTryBackend:
 
     def sample(self, run: RunReader, checkpoint: str, question: str, answer: str, G: int,
                temperature: float) -> list[dict[str, Any]]:
-        from grpokit.rewards import score
-        from grpokit.rewards.math import answer_region
-
         if checkpoint not in self.checkpoints(run):
             raise ValueError(f"unknown checkpoint {checkpoint!r}: choose one of {self.checkpoints(run)}")
         ckpt = run.dir / "checkpoints" / checkpoint
         cfg = run.config()
         task = self._task(run)
         text = f"{question} {task.instruction}".strip() if task is not None and task.instruction else question
-        prompt = self._render(ckpt, text, cfg)
         max_new = int(cfg_get(cfg, "rollout/max_new_tokens", "max_new_tokens", default=256))
-        gens = self._gen(ckpt, prompt, G, temperature, max_new)
-        texts = [g.text for g in gens]
         # A prompt picked from the task brings its other columns (``data_source``, tests, ...).
-        example = next((ex for ex in (task.heldout + task.train if task else []) if ex.question == question), None)
-        extra = {k: v for k, v in example.columns.items()} if example is not None else {}
-        cols = {**{k: [v] * len(gens) for k, v in extra.items()},
-                "answer": [answer] * len(gens), "truncated": [g.truncated for g in gens]}
-        s = score(self._specs(run), [prompt] * len(gens), texts, cols)
-        region = str(cfg_get(cfg, "rewards/region", "answer_region", default="auto"))
-        return [{"text": g.text, "length": g.length, "truncated": g.truncated,
+        known = next((ex for ex in (task.heldout + task.train if task else []) if ex.question == question), None)
+        example = Example(known.id if known else "try", question, answer, dict(known.columns) if known else {})
+        specs = self._specs(run)
+        with self._lock:  # one request at a time: they share the loaded model
+            prompt = self._render(ckpt, text, cfg)
+            got = generate_and_score(self._engine(ckpt), [example], G, SamplingParams(temperature, 1.0, max_new),
+                                     specs, lambda ex: prompt)
+        extract = answer_extractor(specs, task.correctness if task is not None else None)
+        s, r = got.scores, got.rollout
+        return [{"text": text, "length": int(r.lengths[i]), "truncated": bool(r.truncated[i]),
                  "rewards": {k: v[i] for k, v in s.per_fn.items()},
                  "reward": float(s.total[i]) if bool(s.valid[i]) else None, "valid": bool(s.valid[i]),
-                 "extracted": answer_region(g.text, region)} for i, g in enumerate(gens)]
+                 "extracted": extract(text) if extract else None} for i, text in enumerate(got.texts)]

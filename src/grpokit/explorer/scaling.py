@@ -8,7 +8,7 @@ the resulting advantage, so the page can draw both.
   computed by ``grpokit.algo.group_advantages`` so the page shows exactly what training uses.
 - ``none``: Dr. GRPO (Liu et al. 2025): ``A_i = r_i - mean(r)`` (``group_advantages(scale="none")``).
 - ``rloo``: REINFORCE leave-one-out (Ahmadian et al. 2024):
-  ``A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean(r))``.
+  ``A_i = r_i - mean_{j != i} r_j = G/(G-1) * (r_i - mean(r))`` (``grpokit.algo.rloo_advantages``).
 
 Invalid completions (a reward function could not score them) are left out of every mean and get
 advantage exactly 0; a group with fewer than two valid rewards, or all-equal rewards, gets all 0.
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from grpokit.algo.advantages import group_advantages
+from grpokit.algo.advantages import group_advantages, rloo_advantages
 
 
 @dataclass(frozen=True)
@@ -54,21 +54,21 @@ def _via_group_advantages(scale: str) -> Callable[[torch.Tensor, torch.Tensor, f
 
 
 def rloo(rewards: torch.Tensor, valid: torch.Tensor, eps: float = 0.0) -> Scaled:
-    """RLOO: ``A_i = r_i - (sum_{j valid} r_j - r_i) / (n - 1)`` with ``n`` valid rewards in the group.
+    """RLOO: :func:`grpokit.algo.advantages.rloo_advantages` (what ``--algo rloo`` trains with); the
+    baseline of ``r_i`` is the mean of the other valid rewards (the group mean where none teaches).
 
     Args:
         rewards: ``[G]`` rewards of one group.
         valid: ``[G]`` bool; invalid entries are excluded from the sums and get 0.
         eps: unused (RLOO does not divide); kept so every scaling has one signature.
     """
-    r = torch.where(valid, rewards.double(), torch.zeros_like(rewards, dtype=torch.float64))  # [G]
-    n = int(valid.sum())
-    mean, std = _stats(rewards.double(), valid)
-    if n < 2 or float(r[valid].max()) == float(r[valid].min()):
-        return Scaled([0.0] * len(r), [mean if ok else None for ok in valid.tolist()], mean, std)
-    loo = (r.sum() - r) / (n - 1)  # [G] mean of the others
-    adv = torch.where(valid, r - loo, torch.zeros_like(r))
-    return Scaled(adv.tolist(), [float(b) if ok else None for b, ok in zip(loo.tolist(), valid.tolist())], mean, std)
+    adv = rloo_advantages(rewards[None], valid[None])[0]  # [G]
+    mean, std = _stats(rewards, valid)
+    n, total = int(valid.sum()), float(rewards.double()[valid].sum())
+    teaches = bool(adv.ne(0).any())
+    base = [((total - r) / (n - 1) if teaches else mean) if ok else None
+            for r, ok in zip(rewards.double().tolist(), valid.tolist())]
+    return Scaled(adv.tolist(), base, mean, std)
 
 
 SCALINGS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], Scaled]] = {

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import socket
 import sys
@@ -37,6 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from grpokit.explorer.backends import LocalTryBackend, TryBackend
 from grpokit.explorer.runs import MAX_PAGE_GROUPS, PAGE_GROUPS, ConfinedReader, RunSet, cfg_get, expand_run_dirs
 from grpokit.explorer.scaling import SCALINGS, scale_group
+from grpokit.records import json_safe
 
 STATIC_DIR = Path(__file__).with_name("static")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -45,17 +45,6 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_G, MAX_BODY = 64, 64_000
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/inf: a config or metric holding one is sent as null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
 
 
 class BadRequest(ValueError):
@@ -198,7 +187,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, obj: Any) -> None:
-        self._send(status, json.dumps(_finite(obj), allow_nan=False, default=str).encode(), "application/json")
+        self._send(status, json.dumps(json_safe(obj), allow_nan=False, default=str).encode(), "application/json")
 
     def _host_ok(self) -> bool:
         """Refuse other Host names on loopback (a DNS-rebinding page cannot read local runs)."""

@@ -1,12 +1,14 @@
 """The pipeline's held-out evaluation stage, and the side-by-side table of finished pipelines.
 
-The numbers DeepSeek-R1 reports for R1-Zero vs R1 (§3, and the readability discussion of §2.3):
+The numbers DeepSeek-R1 reports for R1-Zero vs R1 (§3, and the readability discussion of §2.3), from
+the one evaluator (:func:`grpokit.evaluation.accuracy.evaluate`, also behind ``grpokit eval``):
 
 - ``pass@1``: correctness averaged over ``k`` samples per question at temperature 0.6, top-p 0.95
   (R1 §3.1), with the standard error across questions (:func:`grpokit.evaluation.estimators.mean_at_k`);
 - ``behaviour/format_rate``: share of samples in the ``<think>...</think><answer>...</answer>`` layout;
-- ``language_consistency``: mean share of a sample's words in the target script (R1's language
-  consistency measure, :func:`grpokit.datagen.filters.language_share`);
+- ``language_consistency``: mean share of target-script words in a sample's reasoning, the value the
+  ``language_consistency`` reward gives (R1's measure, :func:`grpokit.rewards.shaping.language_share`;
+  a reasoning without words counts 0, as in the reward);
 - ``behaviour/length_mean`` (tokens), ``behaviour/reflection_per_1k`` and ``behaviour/reflection_frac``
   (reflective words, :mod:`grpokit.evaluation.behaviour`).
 
@@ -23,14 +25,14 @@ from pathlib import Path
 
 import torch
 
-from grpokit import models, rewards as rw
+from grpokit import models
 from grpokit.config import ComputeOptions, to_dict
-from grpokit.datagen.filters import language_share
-from grpokit.datagen.sample import checkpoint_step
-from grpokit.evaluation.behaviour import behaviour_metrics
-from grpokit.evaluation.estimators import mean_at_k
+from grpokit.datagen.sample import _write_json, checkpoint_step
+from grpokit.evaluation.accuracy import EvalSettings, evaluate
+from grpokit.records import json_safe
 from grpokit.rewards.format import is_r1_format
-from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.rewards.shaping import language_share, reasoning_text
+from grpokit.rollout import HFEngine
 from grpokit.tasks import load_task
 
 COMPARED = (("pass@1", "held-out pass@1"), ("behaviour/format_rate", "format compliance"),
@@ -75,59 +77,36 @@ class EvalConfig(ComputeOptions):
 
 
 def evaluate_model(cfg: EvalConfig) -> dict:
-    """Sample, grade and measure (module docstring); writes the files into ``cfg.out`` when set."""
+    """Sample, grade and measure (module docstring) with the one evaluator; writes ``cfg.out`` when set."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     task = load_task(cfg.task, **cfg.task_options)
     examples = task.heldout[:cfg.n] if cfg.n else task.heldout
     if not examples:
         raise ValueError(f"task {cfg.task!r} has no held-out questions to evaluate")
-    grader = rw.build({cfg.correctness or task.correctness: 1.0})
     model, tok = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype)
-    engine = HFEngine(model, tok)
-    params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    texts, lengths, correct, per_q, samples = [], [], [], [], []
-    batches = range(0, len(examples), cfg.prompts_per_batch)
-    if cfg.progress:
-        from tqdm import tqdm
-        batches = tqdm(batches, desc="eval", dynamic_ncols=True)
-    for b in batches:
-        chunk = examples[b:b + cfg.prompts_per_batch]
-        prompts = [render(tok, task.question_text(ex), cfg.template, cfg.system_prompt or None) for ex in chunk]
-        r = engine.generate(prompts, cfg.k, params, torch.Generator().manual_seed(cfg.seed * 1_000_003 + b))
-        keys = {key for ex in chunk for key in ex.reward_columns()}
-        cols = {key: [ex.reward_columns().get(key) for ex in chunk for _ in range(cfg.k)] for key in keys}
-        cols["truncated"] = r.truncated.tolist()
-        ok = [v == 1.0 for v in rw.score(grader, r.prompts, r.completions, cols).per_fn[grader[0].name]]
-        texts += r.completions
-        lengths += r.lengths.tolist()
-        correct += ok
-        for j, ex in enumerate(chunk):
-            per_q.append(ok[j * cfg.k:(j + 1) * cfg.k])
-            samples += [{"id": ex.id, "sample": i, "text": r.completions[j * cfg.k + i], "correct": ok[j * cfg.k + i]}
-                        for i in range(cfg.k)]
-    result = {"model": cfg.model, "model_step": checkpoint_step(cfg.model), "task": task.name,
-              "n_questions": len(examples), "k": cfg.k, **mean_at_k(per_q).as_dict("pass@1"),
-              **behaviour_metrics(texts, lengths, correct, format_fn=is_r1_format),
-              "language_consistency": sum(language_share(t, cfg.script) for t in texts) / len(texts),
+    settings = EvalSettings(k=cfg.k, k_values=(cfg.k,), greedy=False, temperature=cfg.temperature, top_p=cfg.top_p,
+                            max_new_tokens=cfg.max_new_tokens, template=cfg.template, system=cfg.system_prompt,
+                            batch_size=cfg.prompts_per_batch * cfg.k, seed=cfg.seed)
+    res = evaluate(HFEngine(model, tok), tok, task, examples, settings, correctness=cfg.correctness or None,
+                   format_fn=is_r1_format, progress=cfg.progress)
+    samples = [{k: s[k] for k in ("id", "sample", "text", "correct")} for s in res.per_sample]
+    summary = {k: v for k, v in res.summary.items() if k not in ("task", "k", "note")}
+    result = {"model": cfg.model, "model_step": checkpoint_step(cfg.model), "task": task.name, "k": cfg.k, **summary,
+              # the language_consistency reward's own value (its reasoning text, its word count)
+              "language_consistency": sum(language_share(reasoning_text(s["text"]), cfg.script) for s in samples) / len(samples),
               "config": to_dict(cfg)}
     if cfg.out:
         out = Path(cfg.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples), encoding="utf-8")
         line = {"step": result["model_step"] or 0, **{k: v for k, v in result.items() if k != "config"}}
-        (out / "eval.jsonl").write_text(json.dumps(_finite(line)) + "\n", encoding="utf-8")
-        tmp = out / "result.json.tmp"
-        tmp.write_text(json.dumps(_finite(result), indent=1), encoding="utf-8")
-        tmp.replace(out / "result.json")
+        (out / "eval.jsonl").write_text(json.dumps(json_safe(line)) + "\n", encoding="utf-8")
+        _write_json(out / "result.json", json_safe(result))
     print(f"[eval] {cfg.model}: pass@1 {result['pass@1']:.1%} ± {result['pass@1_se']:.1%}, format "
           f"{result['behaviour/format_rate']:.1%}, language {result['language_consistency']:.1%} "
           f"(n={len(examples)}, k={cfg.k})", flush=True)
     return result
-
-
-def _finite(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def _fmt(v) -> str:

@@ -40,4 +40,12 @@ def final_number_reward(prompts, completions, answer, **_) -> list[float | None]
     return out
 
 
-final_number_reward.extract = final_number  # what the grader reads (shown in rollout dumps and the explorer)
+def same_number(a: str, b: str) -> bool:
+    """Two extracted answers are one vote when they are the same plain number ("72", "72.0", "+72")."""
+    x = plain_number(a)
+    return x is not None and x == plain_number(b)
+
+
+# The reward's answer reader (rollout dumps, the explorer, cons@k votes): exactly what it grades.
+final_number_reward.extract = final_number
+final_number_reward.equivalent = same_number

@@ -13,6 +13,7 @@ A route maps reward specs to weights in the **structured form** :func:`structure
 ``name: weight``, or ``name: {weight: w, reward: factory, option: value, ...}`` where ``reward``
 defaults to ``name`` and the other keys become the factory's options. Recipes write rewards in this
 form so they stay readable YAML. A row whose source has no route is an error naming the routes.
+Rows are scored by :func:`grpokit.rewards.routed.route_rows`, the router ``routed`` uses too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from grpokit import rewards as rw
+from grpokit.rewards.routed import route_rows
 
 
 def _literal(v: Any) -> str:
@@ -62,20 +64,15 @@ def by_source(**routes: dict) -> rw.RewardFn:
             raise ValueError(f"by_source: route {source!r} must map reward names to weights, got {specs!r}")
         built[source] = rw.build(structured_specs(specs))
 
+    def lookup(source: str) -> list[rw.RewardSpec]:
+        if source not in built:
+            raise ValueError(f"by_source: no rewards for data_source {source!r}; routes: {sorted(built)}")
+        return built[source]
+
     def score(prompts, completions, data_source=None, **columns) -> list[float | None]:
         if data_source is None:
             raise ValueError("by_source: the rows have no data_source column; add one to the task rows")
-        out: list[float | None] = [None] * len(completions)
-        for source in dict.fromkeys(data_source):
-            if source not in built:
-                raise ValueError(f"by_source: no rewards for data_source {source!r}; routes: {sorted(built)}")
-            idx = [i for i, s in enumerate(data_source) if s == source]
-            cols = {k: [v[i] for i in idx] for k, v in columns.items()}
-            cols["data_source"] = [source] * len(idx)
-            s = rw.score(built[source], [prompts[i] for i in idx], [completions[i] for i in idx], cols)
-            for j, i in enumerate(idx):
-                out[i] = float(s.total[j]) if bool(s.valid[j]) else None
-        return out
+        return route_rows(lookup, prompts, completions, data_source, columns)
 
     score.__name__ = "by_source"
     return score

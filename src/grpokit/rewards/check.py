@@ -23,6 +23,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 from grpokit.rewards import build, score
 from grpokit.rewards.code import extract_code
+from grpokit.rewards.generate import reward_columns
 from grpokit.rewards.math import extract_answer
 
 CATEGORIES = ("correct", "wrong", "format", "unscorable")
@@ -98,10 +99,8 @@ def check_rewards(task, completions: Sequence[Sequence[str | Sampled]] | None = 
         items = [c if isinstance(c, Sampled) else Sampled(str(c)) for c in batch]
         if not items:
             continue
-        cols: dict[str, list[Any]] = {k: [v] * len(items) for k, v in ex.reward_columns().items()}
-        if any(s.completion_ids is not None for s in items):
-            cols["completion_ids"] = [s.completion_ids or [] for s in items]
-        cols["truncated"] = [s.truncated for s in items]
+        ids = [s.completion_ids or [] for s in items] if any(s.completion_ids is not None for s in items) else None
+        cols = reward_columns([ex], len(items), truncated=[s.truncated for s in items], completion_ids=ids)
         prompts = [s.prompt if s.prompt is not None else q for s in items]
         scores = score(specs, prompts, [s.text for s in items], cols)
         print(f"== {ex.id}  reference: {_short(ex.answer)}", file=out)

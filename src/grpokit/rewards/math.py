@@ -228,6 +228,15 @@ def grade(gold, answer: str, mode: str = "auto") -> bool:
     return grade_many([gold], [answer], mode)[0]
 
 
+def same_answer(a: str, b: str, mode: str = "auto") -> bool:
+    """Two extracted answers are one vote (cons@k) under ``mode``: ``exact`` compares integer readings
+    (non-numbers never pool), the other modes ask :func:`grade` with ``a`` as the reference."""
+    if mode == "exact":
+        x = exact_number(a)
+        return x is not None and x != AMBIGUOUS and x == exact_number(b)
+    return grade(a, b, mode)
+
+
 def math_reward(region: str = "auto", mode: str = "auto", max_chars: int = MAX_ANSWER_CHARS):
     """A math reward with its options fixed: ``math(region='answer', mode='exact')`` in a config."""
     if region not in REGIONS or mode not in MODES:
@@ -246,7 +255,15 @@ def math_reward(region: str = "auto", mode: str = "auto", max_chars: int = MAX_A
         return out
 
     reward.__name__ = f"math_{region}_{mode}"
-    reward.extract = lambda text: extract_answer(text, region, max_chars).answer  # what the grader reads
+    # The reward's answer reader (rollout dumps, the explorer, cons@k votes): exactly what it grades.
+    def extract(text: str) -> str | None:
+        return extract_answer(text, region, max_chars).answer
+
+    def equivalent(a: str, b: str) -> bool:
+        return same_answer(a, b, mode)
+
+    extract.__qualname__ = f"extract_answer(region={region!r}, max_chars={max_chars})"  # named in eval summaries
+    reward.extract, reward.equivalent = extract, equivalent
     return reward
 
 

@@ -10,7 +10,7 @@ None), never a silent 0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from grpokit.rewards import RewardSpec, build, register, register_factory
 
@@ -49,22 +49,30 @@ def routed_reward(routes: dict[str, Any] | None = None):
 
     def routed(prompts, completions, data_source, **columns) -> list[float | None]:
         """Weighted sum of the row's routed rewards; None where one of them cannot score."""
-        groups: dict[str, list[int]] = {}
-        for i, src in enumerate(data_source):
-            groups.setdefault(src, []).append(i)
-        out: list[float | None] = [None] * len(completions)
-        for src, idx in groups.items():
-            specs = specs_for(src)
-            cols = {k: _rows(v, idx, len(completions)) for k, v in columns.items()}
-            cols["data_source"] = [src] * len(idx)
-            sub_p, sub_c = [prompts[i] for i in idx], [completions[i] for i in idx]
-            parts = [list(s.fn(sub_p, sub_c, **cols)) for s in specs]
-            for j, i in enumerate(idx):
-                vals = [p[j] for p in parts]
-                out[i] = None if any(v is None for v in vals) else sum(s.weight * v for s, v in zip(specs, vals))
-        return out
+        return route_rows(specs_for, prompts, completions, data_source, columns)
 
     return routed
+
+
+def route_rows(specs_for: Callable[[str], list[RewardSpec]], prompts: list[str], completions: list[str],
+               data_source: list[str], columns: dict[str, Any]) -> list[float | None]:
+    """Each row's weighted rewards of its ``data_source`` (Python floats; None where one gives None):
+    the router of ``routed`` and ``by_source``. ``specs_for(source)`` raises naming the routes. Errors
+    propagate, so :func:`grpokit.rewards.score` logs them with the failing sample."""
+    groups: dict[str, list[int]] = {}
+    for i, src in enumerate(data_source):
+        groups.setdefault(src, []).append(i)
+    out: list[float | None] = [None] * len(completions)
+    for src, idx in groups.items():
+        specs = specs_for(src)
+        cols = {k: _rows(v, idx, len(completions)) for k, v in columns.items()}
+        cols["data_source"] = [src] * len(idx)
+        sub_p, sub_c = [prompts[i] for i in idx], [completions[i] for i in idx]
+        parts = [list(s.fn(sub_p, sub_c, **cols)) for s in specs]
+        for j, i in enumerate(idx):
+            vals = [p[j] for p in parts]
+            out[i] = None if any(v is None for v in vals) else sum(s.weight * v for s, v in zip(specs, vals))
+    return out
 
 
 def _rows(col: Any, idx: list[int], n: int) -> Any:

@@ -9,6 +9,9 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+import torch
+
+from grpokit.algo.shaping import overlong_penalty as overlong_penalty_fn
 from grpokit.rewards import register, register_factory
 
 # --- language consistency ------------------------------------------------------------------
@@ -27,26 +30,32 @@ def reasoning_text(text: str) -> str:
     return text.split("<think>", 1)[1] if "<think>" in text else text
 
 
+SCRIPTS = {"latin": "en", "cjk": "zh"}  # script names (grpokit sample, the pipeline's eval) -> language
+
+
 def language_share(text: str, target: str = "en") -> float:
     """Share of words of ``text`` in ``target`` among its English and Chinese words.
 
     DeepSeek-R1 (2025, section 2.3.2): "the proportion of target language words in the CoT".
     English words are runs of Latin letters; each CJK ideograph counts as one Chinese word (Chinese
-    has no spaces). No word at all gives 0.0.
+    has no spaces). ``target``: ``en``/``zh`` or ``latin``/``cjk``. No word at all gives 0.0 (a reward
+    of 1 would pay the policy to write none). The reward, the sampling filter and the pipeline's
+    reported language consistency all call this one function.
     """
-    if target not in LANGUAGES:
-        raise ValueError(f"language consistency supports {LANGUAGES}, got {target!r}")
+    lang = SCRIPTS.get(target, target)
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown script {target!r}: language consistency supports {LANGUAGES} "
+                         f"(or the scripts {sorted(SCRIPTS)})")
     en, zh = len(_LATIN_WORD.findall(text)), len(_CJK.findall(text))
     if en + zh == 0:
         return 0.0
-    return (en if target == "en" else zh) / (en + zh)
+    return (en if lang == "en" else zh) / (en + zh)
 
 
 @register_factory("language_consistency")
 def language_consistency_reward(target: str = "en"):
     """``language_consistency(target='zh')``; a per-row ``language`` column overrides ``target``."""
-    if target not in LANGUAGES:
-        raise ValueError(f"language consistency supports {LANGUAGES}, got {target!r}")
+    language_share("", target)  # rejects an unknown target now, not at the first call
 
     def language_consistency(prompts, completions, language: Sequence[str] | None = None, **_) -> list[float]:
         """Share of target-language words in the reasoning (0.0 .. 1.0)."""
@@ -62,17 +71,9 @@ language_consistency = register("language_consistency")(language_consistency_rew
 # --- DAPO soft overlong punishment ---------------------------------------------------------
 
 def overlong_value(length: int, max_len: int, cache: int) -> float:
-    """DAPO (Yu et al. 2025, arXiv 2503.14476, eq. 13), with ``L_max = max_len``, ``L_cache = cache``::
-
-        R_len(y) = 0                                   if |y| <= L_max - L_cache
-                 = ((L_max - L_cache) - |y|) / L_cache  if L_max - L_cache < |y| <= L_max
-                 = -1                                  if |y| > L_max
-    """
-    if length <= max_len - cache:
-        return 0.0
-    if length <= max_len:
-        return ((max_len - cache) - length) / cache
-    return -1.0
+    """DAPO's soft overlong penalty of one length: :func:`grpokit.algo.overlong_penalty` (eq. 13),
+    the one implementation, evaluated in float64."""
+    return float(overlong_penalty_fn(torch.tensor([length], dtype=torch.float64), max_len, cache)[0])
 
 
 def _lengths(completions, completion_ids) -> list[int]:

@@ -26,7 +26,7 @@ def make_sampler(model_spec: str, g: int, *, template: str = "chat", system: str
     def sample(questions: list[str]) -> list[list[Sampled]]:
         prompts = [render(tok, q, template, system or None) for q in questions]
         r = engine.generate(prompts, g, params, gen)
-        ids = [row[m.bool()].tolist() for row, m in zip(r.completion_ids, r.completion_mask)]
+        ids = r.token_ids()
         return [[Sampled(r.completions[i * g + j], ids[i * g + j], bool(r.truncated[i * g + j]), prompts[i])
                  for j in range(g)] for i in range(len(questions))]
 

@@ -18,7 +18,6 @@ partial line, which it skips.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -26,21 +25,10 @@ from typing import Any, Iterator
 
 import yaml
 
+from grpokit.records import json_safe as _clean
+
 ROLLOUT_DIR = "rollouts"
 CHECKPOINT_DIR = "checkpoints"
-
-
-def _clean(v: Any) -> Any:
-    """JSON-safe: tensors to numbers, NaN/inf to None."""
-    if hasattr(v, "item") and getattr(v, "numel", lambda: 1)() == 1:
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
 
 
 def rollout_path(run_dir: Path, step: int) -> Path:
