@@ -96,9 +96,10 @@ def adv_labels(page) -> list[tuple[str, float]]:
 def test_group_view_shows_the_advantages_of_the_rollout_dump(page, url, run_dir, shots):
     page.goto(url)
     page.get_by_role("link", name="Step browser (2 steps) →").first.click()
+    page.wait_for_selector("a.group-row[href$='/step/2/group/0']")  # the link opens the last step
     page.select_option("#step-select", "1")
-    page.wait_for_selector(".group-row[data-group='0']")
-    page.click(".group-row[data-group='0']")
+    # step 2's rows stay on the page until step 1's answer arrives: wait for step 1's own rows
+    page.click("a.group-row[href$='/step/1/group/0']")
     page.wait_for_selector("#group-view .adv-label")
     dump = RunReader(run_dir).groups(1)[0]
     want = [c["advantage"] for c in dump["completions"]]
@@ -262,7 +263,7 @@ def test_a_large_step_is_paged_in_the_browser(browser, run_dir, tmp_path):
         pg.wait_for_selector("#group-view .adv-label")
         assert "question 117" in pg.locator("h2.group-title").inner_text()
         pg.get_by_role("link", name="next group ›").click()
-        pg.wait_for_function("document.querySelector('h2.group-title')?.innerText.includes('question 118')")
+        pg.locator("h2.group-title", has_text="question 118").wait_for()  # a locator wait: the CSP forbids eval
         pg.get_by_role("link", name="‹ all groups of step 1").click()
         pg.wait_for_selector("a.group-row[data-group='118']")  # back on the page that holds it
         assert problems == []

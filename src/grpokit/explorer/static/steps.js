@@ -11,7 +11,7 @@
   const filterState = { zero_variance: "all", truncated: "all", format_failure: "all" };
   // The server sends a step's groups a page at a time (a rollout dump can be hundreds of MB).
   const PAGE = 50;
-  const page = { key: null, offset: 0 };
+  const page = { key: null, offset: 0, render: 0 };
 
   // The reward that means "correct" (darker bars, ✓): the first one that is not a format reward.
   GK.correctKey = function (comps) {
@@ -184,13 +184,15 @@
       page.offset = 0;
     }
     const query = groupIndex !== null ? `offset=${groupIndex}&limit=1` : `offset=${page.offset}&limit=${PAGE}`;
+    const render = ++page.render; // a newer render (the user moved on) makes this one's answer stale
     let data;
     try {
       data = await GK.api(`runs/${run.id}/steps/${step}?${query}`);
     } catch (e) {
-      GK.add(root, GK.errorBox([e.message], "Could not load this step"));
+      if (render === page.render) GK.add(root, GK.errorBox([e.message], "Could not load this step"));
       return;
     }
+    if (render !== page.render) return; // a slow answer for a step the page has left must not paint over it
     GK.add(root, GK.errorBox(data.errors, "Could not read part of this step"));
     if (groupIndex !== null) {
       page.offset = Math.floor(groupIndex / PAGE) * PAGE; // "all groups" returns to this group's page
