@@ -89,6 +89,17 @@ class TrainConfig(ComputeOptions):
     """DAPO: leave completions truncated at max_new_tokens out of the loss."""
     overlong_cache_frac: float = 0.0
     """DAPO soft overlong penalty: the last fraction of max_new_tokens where the reward falls linearly to -1 (0 = off; DAPO 0.2)."""
+    # --- rollout engine and the sampler/learner mismatch (docs/algorithms.md) ---
+    engine: str = "auto"
+    """Rollout engine: 'hf' (the policy samples itself), 'vllm' (vLLM in this process, weights synced in place
+    before every rollout; install: see README), 'auto' (vllm on CUDA when it is installed, else hf)."""
+    correction: str = "auto"
+    """Sampler/learner mismatch correction: 'none', 'tis' (token truncated IS), 'mis' (token masked IS), 'seq_tis',
+    'seq_mis', 'geo_mis'; 'auto' = tis with the vllm engine, none with hf (whose sampler is the learner itself)."""
+    correction_cap: float = 2.0
+    """C of the correction: TIS weights are min(ratio, C); MIS keeps ratios within [1/C, C]."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """Share of the GPU vLLM may take for its weights and KV cache (CUDA with --engine vllm)."""
     # --- critic (PPO: --algo ppo) ---
     critic_lr: float = 1e-5
     """Value model learning rate (constant; TinyZero and verl use 1e-5)."""
