@@ -2,7 +2,8 @@
 
 vLLM's ``LLM`` runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), so the engine's model
 is a Python object here and :meth:`VLLMEngine.sync_weights` copies the policy's tensors into it
-with vLLM's own ``load_weights`` (which knows how to fuse ``q/k/v`` and ``gate/up``): no
+with vLLM's in-place ``reload_weights`` (the model's ``load_weights``, which fuses ``q/k/v`` and
+``gate/up``, then the platform's weight post-processing): no
 checkpoint is written, nothing leaves the process. The engine starts from dummy weights and is
 filled from the policy the same way, so it never reads a second copy from disk.
 
@@ -113,11 +114,9 @@ class VLLMEngine:
         if self.asleep:
             self.llm.wake_up(tags=["weights"])
         named = [(name, p.detach()) for name, p in model.state_dict().items()]
-
-        def load(engine_model):
-            engine_model.load_weights(weights=iter(named))
-
-        self.llm.apply_model(load)
+        # vLLM's in-place reload: the model's own load_weights (checkpoint names, q/k/v fused), then
+        # the platform's post-processing again (the CPU build repacks linear weights for its kernels).
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(named), "is_checkpoint_format": True})
         if self.asleep:
             self.llm.wake_up(tags=["kv_cache"])
             self.asleep = False

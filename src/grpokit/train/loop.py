@@ -271,7 +271,7 @@ def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, rewar
              B, G, correctness: str, on_update=None, correction: str = "none") -> dict:
     t0 = time.time()
     engine.sync_weights(learner.policy)
-    t_sync = getattr(engine, "last_sync_s", 0.0)  # 0 for the HF engine, which shares the policy's weights
+    t_sync = getattr(engine, "last_sync_s", None)  # None for the HF engine: it shares the policy's weights
     got = sample_groups(engine, data, prompt_text, reward_specs, params, sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
     examples, rollout, scores = got.examples, got.rollout, got.scores
