@@ -51,6 +51,9 @@ def test_correction_is_on_with_vllm_and_off_with_hf():
     assert resolve_correction("seq_mis", "hf") == "seq_mis"
     with pytest.raises(ValueError, match="choose none or one of"):
         resolve_correction("tiss", "vllm")
+    assert resolve_correction("auto", "vllm", "gspo") == "seq_tis"  # GSPO weighs whole sequences
+    with pytest.raises(ValueError, match="one advantage per sequence"):
+        resolve_correction("tis", "vllm", "gspo")
 
 
 # --- with vLLM --------------------------------------------------------------------------------------

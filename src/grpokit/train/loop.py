@@ -130,7 +130,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
-    correction = resolve_correction(cfg.correction, engine_name)
+    correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
     if engine_name == "vllm":  # vLLM in this process, built from the model folder, filled from the policy
         engine = vllm_engine.VLLMEngine(model, tokenizer, str(resume_from) if resume_from else models.resolve(cfg.model),
                                         gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed)

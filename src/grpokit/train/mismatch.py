@@ -23,11 +23,20 @@ from grpokit.models import precision
 from grpokit.train.batch import TrainBatch, _inputs
 
 
-def resolve_correction(name: str, engine: str) -> str:
-    """``auto`` -> ``tis`` with the vLLM engine, ``none`` with the HF engine; other names pass through."""
+SEQUENCE_LEVEL = ("seq_tis", "seq_mis", "geo_mis")
+
+
+def resolve_correction(name: str, engine: str, policy_loss: str = "token_clip") -> str:
+    """``auto`` -> ``tis`` with the vLLM engine (``seq_tis`` under GSPO, whose loss takes one weight per
+    sequence), ``none`` with the HF engine; other names pass through, checked."""
     if name == "auto":
-        return "tis" if engine == "vllm" else "none"
+        if engine != "vllm":
+            return "none"
+        return "seq_tis" if policy_loss == "gspo" else "tis"
     get_correction(name)  # a clear error for an unknown name
+    if policy_loss == "gspo" and name not in ("none", *SEQUENCE_LEVEL):
+        raise ValueError(f"correction {name!r} weights tokens, but the gspo loss takes one advantage per sequence: "
+                         f"use --correction one of {SEQUENCE_LEVEL} (or none)")
     return name
 
 
