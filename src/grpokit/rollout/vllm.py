@@ -181,8 +181,10 @@ class VLLMEngine:
 def resolve_engine(name: str, device: torch.device) -> str:
     """``hf`` | ``vllm`` | ``auto`` -> the engine to build: ``auto`` is vLLM on CUDA when it is installed.
 
-    On a CPU ``auto`` stays with the HF engine: its static-cache decoder is faster than the CPU build of
-    vLLM at the batch sizes this machine trains with (``bench/engines.py``; README).
+    On a CPU ``auto`` stays with the HF engine even where the community CPU build is installed (as the
+    test set-up does): that build is opt-in (it pins transformers < 5.20), holds a second copy of the
+    weights plus its KV cache, and needs the mismatch correction, while the HF engine samples from the
+    learner itself. ``--engine vllm`` uses it on a CPU (README, ``bench/engines.py``).
     """
     if name == "hf":
         return "hf"
