@@ -110,7 +110,8 @@ def child(a) -> dict:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"engine": a.child, "tokens": tokens, "seconds": wall, "tokens_per_s": tokens / wall,
             "load_s": load_s, "peak_mb": gpu_peak[0] if cuda else rss, "memory": "GPU in use" if cuda else "max RSS",
-            "device": str(next(model.parameters()).device), "threads": torch.get_num_threads()}
+            "device": str(next(model.parameters()).device), "dtype": str(models.compute_dtype(model)).replace("torch.", ""),
+            "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
@@ -147,7 +148,7 @@ def main(argv=None) -> int:
         return 1
     base = next((r for r in rows if r["engine"] == "hf"), rows[0])
     print(f"\nB={a.B} prompts x G={a.G}, cap {a.max_new_tokens} tokens, T={a.temperature}, {a.repeats} timed rounds, "
-          f"model {a.model} on {rows[0]['device']} ({rows[0]['threads']} torch threads)")
+          f"model {a.model} in {rows[0]['dtype']} on {rows[0]['device']} ({rows[0]['threads']} torch threads)")
     print(f"| engine | tokens/s | vs hf | seconds | tokens | load s | peak MB ({rows[0]['memory']}) | vs hf |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
