@@ -72,3 +72,26 @@ def test_mis_drops_a_sequence_like_masking_it_out(tiny_model):
     tokens = float(r.completion_mask.sum())
     assert abs(res.metrics["mismatch/masked_frac"] - float(r.completion_mask[0].sum()) / tokens) < 1e-6
     assert abs(res.metrics["mismatch/ratio_max"] - 4.0) < 1e-4
+
+
+def test_top_p_sampler_log_probs_are_compared_under_the_same_truncation(tiny_model):
+    """An engine whose log-probs are renormalised over the top-p nucleus (vLLM) is compared with the
+    learner's log-probs under the same truncation (Mismatch.prepare); compared with full-vocabulary
+    log-probs every ratio would be the kept mass S < 1 (TRL issue 6789)."""
+    from grpokit.algo import truncated_logprobs
+    from grpokit.train.batch import _inputs
+
+    cfg, model, r, _ = _setup(tiny_model)
+    batch = TrainBatch.from_rollout(r)
+    rows = list(range(len(batch)))
+    ids, attn, pos, T, cm = _inputs(batch, rows, "cpu")
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=T + 1).logits[:, :-1]
+    sampler = torch.zeros(batch.completion_ids.shape)
+    sampler[:, :T] = truncated_logprobs(logits, ids[:, -T:], 1.0, top_p=0.3) * cm  # what vLLM reports at top_p 0.3
+    replayed = Mismatch("tis", 2.0, sampler, 1.0, top_p=0.3, truncated_support=True)
+    _, res = _update(cfg, model, r, mismatch=replayed)
+    assert res.metrics["mismatch/kl"] < 1e-8 and abs(res.metrics["mismatch/ratio_mean"] - 1) < 1e-5
+    full = Mismatch("tis", 2.0, sampler, 1.0, top_p=0.3, truncated_support=False)  # the biased comparison
+    _, res = _update(cfg, model, r, mismatch=full)
+    assert res.metrics["mismatch/ratio_mean"] < 0.9
