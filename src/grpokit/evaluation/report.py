@@ -75,7 +75,7 @@ PLOTS: tuple[Plot, ...] = (
          (Series(("policy/entropy", "behaviour/entropy"), "entropy"),)),
     Plot("kl", "KL to the reference policy (k3)", "KL",
          (Series(("loss/kl",), "KL"),)),
-    Plot("mismatch", "Sampler vs learner: KL(sampler || learner), k3 (separate engines only, e.g. vLLM)", "KL",
+    Plot("mismatch", "Sampler vs learner (vLLM): KL(sampler || learner), k3", "KL",
          (Series(("mismatch/kl",), "KL"),)),
     Plot("clip", "Share of tokens where the PPO clip binds", "token share",
          (Series(("loss/clip_low_frac",), "low clip"), Series(("loss/clip_high_frac",), "high clip"))),
