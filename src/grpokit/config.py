@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import yaml
 
 from grpokit.algo.algorithm import Algorithm
+from grpokit.algo.correction import CORRECTIONS
 from grpokit.algo.presets import DEFAULT_PRESET, get_preset
 from grpokit.models import DTYPES
 from grpokit.rollout.templates import TEMPLATES
@@ -119,6 +120,17 @@ class TrainConfig(ComputeOptions):
     """DAPO: leave completions truncated at max_new_tokens out of the loss."""
     overlong_cache_frac: float = 0.0
     """DAPO soft overlong penalty: the last fraction of max_new_tokens where the reward falls linearly to -1 (0 = off; DAPO 0.2)."""
+    # --- rollout engine and the sampler/learner mismatch (docs/algorithms.md) ---
+    engine: str = "auto"
+    """Rollout engine: 'hf' (the policy samples itself), 'vllm' (vLLM in this process, weights synced in place
+    before every rollout; install: see README), 'auto' (vllm on CUDA when it is installed, else hf)."""
+    correction: str = "auto"
+    """Sampler/learner mismatch correction: 'none', 'tis' (token truncated IS), 'mis' (token masked IS), 'seq_tis',
+    'seq_mis', 'geo_mis'; 'auto' = tis with the vllm engine, none with hf (whose sampler is the learner itself)."""
+    correction_cap: float = 2.0
+    """C of the correction: TIS weights are min(ratio, C); MIS keeps ratios within [1/C, C]."""
+    vllm_gpu_memory_utilization: float = 0.3
+    """Share of the GPU vLLM may take for its weights and KV cache (CUDA with --engine vllm)."""
     # --- critic (PPO: --algo ppo) ---
     use_critic: bool = False
     """PPO's value model: advantages from GAE over its per-token values (needs advantage gae)."""
@@ -233,6 +245,8 @@ RANGES: dict[str, str] = {
     "adv_eps": ">= 0", "eps_low": ">= 0", "eps_high": ">= 0", "beta": ">= 0", "ref_reset_every": ">= 0",
     "mu": ">= 1", "mini_batches": ">= 1", "dynamic_sampling_max_rounds": ">= 0", "overlong_cache_frac": "[0, 1]",
     "critic_lr": "> 0", "gamma": "[0, 1]", "lam": "[0, 1]", "value_clip": ">= 0",
+    # rollout engine and mismatch correction
+    "correction_cap": "> 1", "vllm_gpu_memory_utilization": "(0, 1]",
     # optimizer
     "lr": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "micro_batch_size": ">= 1",
     # evaluation, logging, checkpoints
@@ -263,6 +277,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "critic_trunk": ("separate", "shared"),
     "lr_schedule": ("constant", "linear", "cosine"),
     "split": ("train", "heldout"),
+    "engine": ("auto", "hf", "vllm"),
+    "correction": ("auto", "none", *CORRECTIONS),
 }
 """Allowed values of every named choice that is not a registry name."""
 

@@ -3,8 +3,8 @@
 No I/O, no config objects (the resolved :class:`Algorithm` and the preset table are plain records), no
 ``.item()`` on hot paths, no distributed calls. Every choice on which implementations disagree is
 an explicit argument with a documented default. Variants are registered functions looked up by
-name: :data:`ADVANTAGE_ESTIMATORS`, :data:`POLICY_LOSSES`, :data:`KL_ESTIMATORS`, and the preset
-table :data:`PRESETS` (named sets of config values).
+name: :data:`ADVANTAGE_ESTIMATORS`, :data:`POLICY_LOSSES`, :data:`KL_ESTIMATORS`, :data:`CORRECTIONS`, and the
+preset table :data:`PRESETS` (named sets of config values).
 """
 
 from grpokit.algo.advantages import (
@@ -12,6 +12,14 @@ from grpokit.algo.advantages import (
     get_advantage_estimator,
     group_advantages,
     register_advantage,
+)
+from grpokit.algo.correction import (
+    CORRECTIONS,
+    get_correction,
+    mismatch_log_ratio,
+    mismatch_metrics,
+    rollout_correction,
+    truncated_logprobs,
 )
 from grpokit.algo.kl import KL_ESTIMATORS, kl_k1, kl_k2, sequence_kl
 from grpokit.algo.logprobs import selective_logprobs, token_entropy
@@ -34,6 +42,7 @@ from grpokit.algo.shaping import overlong_filter, overlong_penalty
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
+    "CORRECTIONS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
     "DEFAULT_PRESET",
@@ -43,6 +52,7 @@ __all__ = [
     "aggregate",
     "gae",
     "get_advantage_estimator",
+    "get_correction",
     "get_policy_loss",
     "get_preset",
     "group_advantages",
@@ -52,6 +62,8 @@ __all__ = [
     "kl_k2",
     "kl_k3",
     "masked_whiten",
+    "mismatch_log_ratio",
+    "mismatch_metrics",
     "overlong_filter",
     "overlong_penalty",
     "policy_loss",
@@ -59,11 +71,13 @@ __all__ = [
     "register_advantage",
     "register_policy_loss",
     "register_preset",
+    "rollout_correction",
     "selective_logprobs",
     "sequence_kl",
     "skippable_sequences",
     "step_normalizer",
     "token_entropy",
     "token_rewards",
+    "truncated_logprobs",
     "value_loss",
 ]

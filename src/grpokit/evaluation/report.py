@@ -75,6 +75,8 @@ PLOTS: tuple[Plot, ...] = (
          (Series(("policy/entropy", "behaviour/entropy"), "entropy"),)),
     Plot("kl", "KL to the reference policy (k3)", "KL",
          (Series(("loss/kl",), "KL"),)),
+    Plot("mismatch", "Sampler vs learner (vLLM): KL(sampler || learner), k3", "KL",
+         (Series(("mismatch/kl",), "KL"),)),
     Plot("clip", "Share of tokens where the PPO clip binds", "token share",
          (Series(("loss/clip_low_frac",), "low clip"), Series(("loss/clip_high_frac",), "high clip"))),
     Plot("format", "Format compliance and truncation", "share of completions",
@@ -82,14 +84,15 @@ PLOTS: tuple[Plot, ...] = (
          ylim=(-0.02, 1.02)),
     Plot("time", "Time per step by phase", "seconds",
          (Series(("time/generate",), "generate"), Series(("time/reward",), "reward"),
-          Series(("time/update",), "update"), Series(("time/eval",), "eval")), panels=True, ylim=(0, None)),
+          Series(("time/update",), "update"), Series(("time/weight_sync",), "weight sync"),
+          Series(("time/eval",), "eval")), panels=True, ylim=(0, None)),
 )
 
 FINAL_KEYS = ("reward/mean", "completions/mean_length", "behaviour/length_correct_mean", "behaviour/length_wrong_mean",
               "behaviour/reflection_per_1k", "behaviour/format_rate", "behaviour/cjk_frac", "behaviour/repetition",
               "policy/entropy", "loss/kl", "loss/clip_low_frac", "loss/clip_high_frac", "completions/truncated_frac",
-              "groups/zero_std_frac", "throughput/tokens_per_s")
-PHASES = ("time/generate", "time/reward", "time/update", "time/eval")
+              "groups/zero_std_frac", "throughput/tokens_per_s", "mismatch/kl", "mismatch/ratio_max")
+PHASES = ("time/generate", "time/reward", "time/update", "time/weight_sync", "time/eval")
 _STYLES = ("-", "--", ":", "-.")
 
 

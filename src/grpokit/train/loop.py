@@ -36,6 +36,7 @@ from grpokit.algo import overlong_filter
 from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.rollout import vllm as vllm_engine
 from grpokit.tasks import load_task
 from grpokit.train.run_folder import RunWriter
 from grpokit.train import trackers
@@ -45,6 +46,7 @@ from grpokit.train.optim import adamw
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
 from grpokit.train.sampling import add_overlong_penalty, sample_groups
+from grpokit.train.mismatch import Mismatch, resolve_correction
 from grpokit.train.update import Learner, run_update
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,13 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
-    engine = HFEngine(model, tokenizer)
+    engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
+    correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
+    if engine_name == "vllm":  # vLLM in this process, built from the model folder, filled from the policy
+        engine = vllm_engine.VLLMEngine(model, tokenizer, str(resume_from) if resume_from else models.resolve(cfg.model),
+                                        gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed)
+    else:
+        engine = HFEngine(model, tokenizer)
     ref_model = None
     if preset.needs_reference:
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
@@ -182,6 +190,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
         if cfg.eval_size <= 0:
             return None
         t0 = time.time()
+        engine.sync_weights(model)  # a separate sampler (vLLM) must see the latest optimizer step
         res = evaluate_heldout(engine, tokenizer, task, task.heldout[:cfg.eval_size], eval_settings)
         spent = time.time() - t0
         eval_clock["spent"] += spent
@@ -215,7 +224,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
             while step < cfg.steps:
                 step += 1
                 metrics = one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params,
-                                   prompt_text, writer, B, G, task.correctness, on_update)
+                                   prompt_text, writer, B, G, task.correctness, on_update, correction=correction)
                 if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                     ev = evaluate(step)
                     if ev:  # logged with the step so `grpokit report` shows eval time beside the phases
@@ -261,9 +270,10 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
 
 
 def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params, prompt_text, writer,
-             B, G, correctness: str, on_update=None) -> dict:
+             B, G, correctness: str, on_update=None, correction: str = "none") -> dict:
     t0 = time.time()
     engine.sync_weights(learner.policy)
+    t_sync = getattr(engine, "last_sync_s", None)  # None for the HF engine: it shares the policy's weights
     got = sample_groups(engine, data, prompt_text, reward_specs, params, sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
     examples, rollout, scores = got.examples, got.rollout, got.scores
@@ -280,7 +290,11 @@ def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, rewar
     if preset.use_critic:  # an unscorable completion has no return to regress on
         batch.completion_mask = batch.completion_mask * scores.valid.unsqueeze(-1).to(batch.completion_mask.dtype)
     learner.policy.train()
-    upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, on_update)
+    mismatch = None
+    if correction != "none" and rollout.sample_logp is not None:  # TIS/MIS of pi_learner_old / pi_sampler
+        mismatch = Mismatch(correction, cfg.correction_cap, rollout.sample_logp, cfg.temperature, cfg.top_p,
+                            truncated_support=getattr(engine, "logprobs_truncated", False))
+    upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, on_update, mismatch=mismatch)
     adv = upd.advantages
     lr = scheduler.get_last_lr()[0]
     with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
@@ -302,7 +316,7 @@ def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, rewar
         **upd.metrics,
         "optim/lr": lr,
         "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
-        "time/logprobs": upd.t_logprobs, "time/critic": upd.t_critic, "time/step": t_upd - t0,
+        "time/logprobs": upd.t_logprobs, "time/weight_sync": t_sync, "time/critic": upd.t_critic, "time/step": t_upd - t0,
         "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
         "throughput/completions_per_s": len(batch) / (t_upd - t0),
         "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),

@@ -134,11 +134,13 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
                valid: torch.Tensor, G: int, step: int,
-               on_update: Callable[[UpdateRecord], None] | None = None) -> UpdateResult:
+               on_update: Callable[[UpdateRecord], None] | None = None, mismatch=None) -> UpdateResult:
     """Advantages and every optimizer step of one rollout batch; see the module docstring.
 
     ``batch.completion_mask`` must already be the loss mask. ``cfg`` supplies ``mu``,
     ``micro_batch_size``, ``temperature``, ``max_new_tokens`` and ``max_grad_norm``.
+    ``mismatch`` (a :class:`grpokit.train.mismatch.Mismatch`, vLLM's default) reweights each
+    micro-batch's advantages by the sampler/learner importance weight and adds ``mismatch/*`` metrics.
     """
     policy, critic = learner.policy, learner.critic
     N = len(batch)
@@ -181,6 +183,8 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
         batch.old_logp = _table(logps(policy), batch, trained_chunks)
     if rows_all and batch.ref_logp is None and preset.loss_beta > 0:
         batch.ref_logp = _table(logps(learner.ref), batch, trained_chunks)
+    if rows_all and mismatch is not None:  # learner log-probs under the sampler's top-p/top-k, if it truncates
+        mismatch.prepare(policy, batch, trained_chunks)
     res.t_logprobs += time.time() - t0
 
     sums = {"clip_low_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio": 0.0, "tokens": 0.0, "entropy": 0.0}
@@ -203,6 +207,8 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
                 old = batch.old_logp[idx, :T].to(dev) if batch.old_logp is not None else logp.detach()
                 ref = batch.ref_logp[idx, :T].to(dev) if batch.ref_logp is not None else None
                 a = (adv[idx] if adv.dim() == 1 else adv[idx, :T]).to(dev)
+                if mismatch is not None:  # importance weight pi_learner_old / pi_sampler (TIS/MIS)
+                    a = mismatch.reweight(idx, a, old, cm)
                 loss, m = preset.loss(logp, old, a, cm, ref_logp=ref, max_len=cfg.max_new_tokens, normalizer=norm)
                 loss.backward()
                 loss_sum += float(loss.detach())
@@ -256,6 +262,8 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
         "policy/entropy": sums["entropy"] / tok_total if rows_all else None,
         "optim/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
     }
+    if mismatch is not None:
+        res.metrics.update(mismatch.metrics(mask))
     if critic is not None:
         res.metrics.update({
             "loss/value": sum(v_losses) / len(v_losses),
