@@ -91,3 +91,14 @@ def test_the_task_reward_grades_reference_answers_in_common_formats():
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown word-problem templates"):
         load_task("word_problems", templates="add_more,nope")
+
+
+@pytest.mark.parametrize("name", ["word_problems.yaml", "word_problems_long.yaml"])
+def test_shipped_configs_load_and_name_this_task(name):
+    from pathlib import Path
+
+    from grpokit.config import make
+
+    cfg = make(yaml_path=str(Path(__file__).parents[2] / "configs" / name))
+    task = load_task(cfg.task, **{**cfg.task_options, "train_size": 50})
+    assert task.name.startswith("word_problems") and len(task.heldout) >= cfg.eval_size > 0
