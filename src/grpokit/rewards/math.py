@@ -11,7 +11,8 @@ Pipeline, per completion:
    boxed answers or two different ``<answer>`` blocks are a hedge and score 0, as does an answer
    longer than ``max_chars``.
 3. **Grade** (``grade``): mode ``auto`` compares plain numbers exactly in-process
-   (``numbers.plain_number``) and sends everything else to math-verify in a pool of worker
+   (``numbers.plain_number``; units, currency signs and bold around the model's number are
+   allowed) and sends everything else to math-verify in a pool of worker
    processes (``verify_pool``); mode ``exact`` is GSM8K's integer reading (``numbers.exact_number``)
    and never leaves the process; mode ``symbolic`` always uses math-verify.
 
@@ -199,7 +200,8 @@ def grade_many(golds: list, answers: list[str | None], mode: str = "auto") -> li
             av = exact_number(ans)
             out[i] = _remember(key, av is not None and av != AMBIGUOUS and av == gv)
             continue
-        gv, av = plain_number(g), plain_number(ans)
+        gv = plain_number(g)
+        av = plain_number(ans, units=gv is not None)  # "12 apples." against 12: read as written, no sympy
         if mode == "auto" and gv is not None and av is not None:
             out[i] = _remember(key, gv == av)
         elif mode == "auto" and gv is not None and plain_number(_HEDGE_RE.split(ans)[0]) is not None and _HEDGE_RE.search(ans):

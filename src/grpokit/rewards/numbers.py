@@ -5,7 +5,10 @@ exactly:
 
 - ``plain_number`` is strict: the whole string must be one number (``-1,234.5``, ``$72``,
   ``\\frac{3}{4}``, ``3/4``). Used by the ``auto`` grading mode to skip math-verify when both sides
-  are plain numbers, which is most arithmetic / GSM8K traffic.
+  are plain numbers, which is most arithmetic / GSM8K traffic. With ``units=True`` it also reads
+  a *model's* answer the way a grade-school answer is written: one number with a currency sign
+  (``£12``), markdown bold (``**12**``) or unit words after it (``12 apples.``, ``45 minutes``),
+  never a magnitude word (``12 hundred``) or a second number.
 - ``exact_number`` is GSM8K's lenient reading (the ``exact`` mode): strip ``$``, thousands
   separators, units and words, then require exactly one distinct number. Two different numbers
   (``5 or 6``) is a hedge and reads as ``AMBIGUOUS``.
@@ -25,6 +28,16 @@ _FRAC_RE = re.compile(r"^(?P<sign>[-+\u2212]?)\\[dt]?frac\{\s*(?P<a>\d+)\s*\}\{\
 _FRAC_SHORT_RE = re.compile(r"^(?P<sign>[-+\u2212]?)\\[dt]?frac(?P<a>\d)(?P<b>\d)$")
 _SLASH_RE = re.compile(r"^(?P<sign>[-+\u2212]?)(?P<a>\d+)\s*/\s*(?P<b>\d+)$")
 _MAX_DIGITS = 400  # longer numerals are not "plain": they go to the capped, sandboxed path
+_CURRENCY_RE = re.compile(r"^(?P<sign>[-+\u2212]?)\s*(?:[$\u00a3\u20ac\u00a5\u20b9]|usd|eur|gbp)\s*", re.IGNORECASE)
+_EMPHASIS_RE = re.compile(r"^(\*\*|__|\*|_)(.+)\1$")
+# Up to three unit words after the number ("12 apples", "45 minutes in total"), each of two or
+# more letters: a single letter may be a variable ("12 x"), and no word may change the value.
+_UNITS_RE = re.compile(r"^(?P<num>\S+?)\s+(?P<words>[A-Za-z][A-Za-z'-]+(?:\s+[A-Za-z][A-Za-z'-]+){0,2})$")
+_NOT_UNITS = frozenset({"hundred", "hundreds", "thousand", "thousands", "million", "millions", "billion", "billions",
+                        "trillion", "dozen", "dozens", "half", "halves", "third", "thirds", "quarter", "quarters",
+                        "fourth", "fourths", "fifth", "fifths", "tenth", "tenths", "percent", "times", "plus", "minus",
+                        "over", "divided", "squared", "cubed", "pi", "sqrt", "or", "and", "to", "point", "more",
+                        "less", "fewer", "each", "per", "is", "are", "than"})
 
 AMBIGUOUS = "ambiguous"
 
@@ -49,15 +62,35 @@ def _numeral(text: str) -> Fraction:
     return Fraction(text.replace(",", ""))
 
 
-def plain_number(s: str) -> Fraction | None:
+def _strip_units(s: str) -> str:
+    """``**£1,200** dollars.`` -> ``1,200``: emphasis, a currency sign or code, then unit words."""
+    if m := _EMPHASIS_RE.match(s):
+        s = m.group(2).strip()
+    if m := _UNITS_RE.match(s):
+        if not any(w.lower() in _NOT_UNITS for w in m["words"].split()):
+            s = m["num"]
+    if m := _EMPHASIS_RE.match(s):
+        s = m.group(2).strip()
+    if m := _CURRENCY_RE.match(s):
+        s = m["sign"] + s[m.end():]
+    return _strip_wrappers(s)
+
+
+def plain_number(s: str, units: bool = False) -> Fraction | None:
     """The value of ``s`` if the whole string is one plain number, else None.
 
     Accepts ``72``, ``-3.5``, ``1,234``, ``$72``, ``\\$72``, ``$\\frac{3}{4}$``, ``\\dfrac34``,
-    ``3/4``, ``72.`` (a sentence's full stop). Anything else (units, words, symbols) is None.
+    ``3/4``, ``72.`` (a sentence's full stop). Anything else (units, words, symbols) is None,
+    unless ``units``: then ``**72**``, ``£72``, ``USD 72``, ``72 apples.`` and ``72 minutes`` are 72
+    too (unit words of two or more letters, at most three, none that changes the value:
+    ``72 hundred``, ``72 x`` and ``72 or 73`` stay None). Units are not converted: the question
+    names the unit it asks for, and ``2 hours`` reads as 2.
     """
     if not isinstance(s, str) or len(s) > _MAX_DIGITS:
         return None
     s = _strip_wrappers(s)
+    if units:
+        s = _strip_units(s)
     if m := _PLAIN_RE.match(s):
         return _signed(m["sign"], _numeral(m["num"]))
     for rx in (_FRAC_RE, _FRAC_SHORT_RE, _SLASH_RE):

@@ -23,7 +23,8 @@ _REGISTRY: dict[str, TaskFactory] = {}
 _PREFIXES: dict[str, TaskFactory] = {}
 # Modules whose import registers task sources (imported lazily, on first lookup).
 _SOURCE_MODULES = ("grpokit.tasks.arith", "grpokit.tasks.files", "grpokit.tasks.gym", "grpokit.tasks.countdown",
-                   "grpokit.tasks.gsm8k", "grpokit.tasks.humaneval", "grpokit.tasks.hf")
+                   "grpokit.tasks.gsm8k", "grpokit.tasks.humaneval", "grpokit.tasks.hf",
+                   "grpokit.tasks.word_problems")
 
 
 @dataclass(frozen=True)
