@@ -16,6 +16,7 @@ changes the gradient.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -78,6 +79,10 @@ class UpdateResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     t_logprobs: float = 0.0
     t_critic: float = 0.0
+    stepped: list[bool] = field(default_factory=list)
+    """Per optimizer step: taken (True) or skipped for a non-finite loss or gradient norm (False)."""
+    nonfinite: list[dict] = field(default_factory=list)
+    """What each skipped step saw (epoch, mini-batch, loss, grad norms)."""
 
 
 @torch.no_grad()
@@ -229,12 +234,23 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
             if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
                 _zero_grads(policy, critic)
             gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm or float("inf"))
-            learner.optimizer.step()
+            cgn = None
             if critic is not None:
-                tc = time.time()
                 cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm or float("inf"))
-                learner.critic_optimizer.step()
-                res.t_critic += time.time() - tc
+            finite = all(math.isfinite(float(x)) for x in (loss_sum, gn, v_sum, 0.0 if cgn is None else cgn))
+            res.stepped.append(finite)
+            if finite:
+                learner.optimizer.step()
+                if critic is not None:
+                    tc = time.time()
+                    learner.critic_optimizer.step()
+                    res.t_critic += time.time() - tc
+            else:  # nothing non-finite reaches the weights (or the optimizer's moments)
+                learner.optimizer.zero_grad(set_to_none=True)
+                if critic is not None:
+                    learner.critic_optimizer.zero_grad(set_to_none=True)
+                res.nonfinite.append({"epoch": epoch, "mini_batch": mi, "loss": repr(loss_sum), "grad_norm": repr(float(gn)),
+                                      **({"value_loss": repr(v_sum), "critic_grad_norm": repr(float(cgn))} if critic else {})})
             if last:
                 grad_norms.append(float(gn))
                 if critic is not None:
@@ -255,6 +271,7 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
         "loss/ratio": sums["ratio"] / tok_total if rows_all else 1.0,
         "policy/entropy": sums["entropy"] / tok_total if rows_all else None,
         "optim/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
+        "optim/skipped_steps": res.stepped.count(False),
     }
     if critic is not None:
         res.metrics.update({
