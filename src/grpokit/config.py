@@ -26,7 +26,7 @@ class ComputeOptions:
     dtype: str = "auto"
     """'auto' (bf16 where the hardware multiplies it natively, else fp32), 'fp32', 'bf16'; training keeps fp32 weights and computes in this dtype."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
+    """CPU threads for torch (0 = automatic: one per available core; train and sft use 1 for models under 20M parameters)."""
     progress: bool = True
     """Show a progress bar."""
 

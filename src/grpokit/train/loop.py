@@ -145,6 +145,8 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
     reward_specs = rw.build(cfg.rewards or task.rewards)
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
+    if not cfg.threads and not cfg.deterministic:
+        determinism.auto_threads(model)
     engine = HFEngine(model, tokenizer)
     ref_model = None
     if preset.needs_reference:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -52,24 +53,30 @@ def _alive(pid: int) -> bool:
 
 
 def acquire_lock(run_dir: Path) -> Path:
-    """Create ``run_dir/.lock`` holding this pid; take over a lock whose process is gone."""
+    """Create ``run_dir/.lock`` holding this pid and host; take over a lock whose process is gone.
+
+    A lock written on another host (a shared file system) cannot be checked, so it is respected.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK
+    path, host = run_dir / LOCK, socket.gethostname()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                pid = int(path.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pid = 0  # empty or half-written: its writer died between create and write
-            if pid and pid != os.getpid() and _alive(pid):
-                raise RunLocked(f"{run_dir} is in use by process {pid} (lock file {path}); wait for it to end or "
-                                f"stop it, or use another --out. If no such run is going on, delete {path}") from None
+                pid_s, _, their_host = path.read_text().strip().partition(" ")
+                pid = int(pid_s)
+            except (OSError, ValueError):
+                pid, their_host = 0, host  # empty or half-written: its writer died between create and write
+            other_host = bool(their_host) and their_host != host
+            if pid and (other_host or (pid != os.getpid() and _alive(pid))):
+                where = f"process {pid}" + (f" on {their_host}" if other_host else "")
+                raise RunLocked(f"{run_dir} is in use by {where} (lock file {path}); wait for it to end or stop it, "
+                                f"or use another --out. If no such run is going on, delete {path}") from None
             path.unlink(missing_ok=True)  # its process is gone: the folder is free
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()} {host}\n")
         return path
     raise RunLocked(f"could not lock {run_dir}: {path} keeps reappearing (another run starting?)")
 

@@ -191,6 +191,8 @@ def _train_sft(cfg: SFTConfig, session: RunSession) -> None:
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
     model, tok = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
+    if not cfg.threads and not cfg.deterministic:
+        determinism.auto_threads(model)
     device = next(model.parameters()).device
     seqs = encode(tok, read_pairs(cfg.data, cfg.prompt_key, cfg.response_key), cfg.template, cfg.system_prompt,
                   cfg.max_length)
