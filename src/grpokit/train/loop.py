@@ -39,7 +39,7 @@ from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
 from grpokit.train import checkpoint as ckpt, determinism, faults
@@ -103,7 +103,7 @@ class StepContext:
     """What every step of a run uses, built once by :func:`train`."""
 
     cfg: TrainConfig
-    preset: AlgoPreset
+    preset: Algorithm
     learner: Learner
     engine: HFEngine
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -137,7 +137,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     return run_dir
 
 
-def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update) -> None:
+def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) -> None:
     resume_from, run_dir = session.resume_from, session.dir
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 

@@ -25,7 +25,7 @@ import torch
 
 from grpokit.models import precision
 from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.algorithm import Algorithm
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
 
 
@@ -142,7 +142,7 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float(1 - (r - v).var() / r.var())
 
 
-def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
+def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
                valid: torch.Tensor, G: int, step: int,
                on_update: Callable[[UpdateRecord], None] | None = None) -> UpdateResult:
     """Advantages and every optimizer step of one rollout batch; see the module docstring.
@@ -197,7 +197,7 @@ class _Update:
     """The fixed inputs of one :func:`run_update` call, shared by its micro-steps."""
 
     cfg: object
-    preset: AlgoPreset
+    preset: Algorithm
     learner: Learner
     batch: TrainBatch
     G: int
