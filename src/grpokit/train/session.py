@@ -106,6 +106,9 @@ def check_config(run_dir: Path, config: dict[str, Any], override: str, command: 
     """The changes of a resumed run's config; a clear error for those ``override`` does not allow."""
     changes = config_changes(run_dir, config)
     allowed = {k.strip() for k in (override or "").split(",") if k.strip()}
+    unknown = sorted(allowed - set(config))
+    if unknown:
+        raise ValueError(f"--override names unknown config key(s) {unknown}; known keys: {sorted(config)}")
     refused = {k: v for k, v in changes.items() if k not in allowed}
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
