@@ -82,3 +82,21 @@ def test_sft_resume_refuses_another_config_and_the_lock_keeps_a_second_run_off(t
     (tmp_path / "run" / LOCK).unlink()
     train_sft(_sft(tiny_model, tmp_path, "run", resume=True))
     assert RunReader(tmp_path / "run").status()["state"] == "finished"
+
+
+def test_a_ctrl_c_deferred_to_the_end_of_the_update_saves_the_step_it_completed(tmp_path):
+    from grpokit.train.session import RunSession
+
+    saved = []
+    session = RunSession(tmp_path / "run", {"lr": 1.0}, resume=False)
+    with pytest.raises(KeyboardInterrupt):
+        with session:
+            session.begin(0, 3, lambda step, at: saved.append((step, at)) or tmp_path, position=lambda: "after")
+            with session.critical():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)  # the second, mid-update: comes when the block ends
+                session.completed(1, {"loss": 0.5})
+    assert saved == [(0, "after"), (1, "after")]
+    assert RunReader(tmp_path / "run").metrics() == [{"step": 1, "loss": 0.5}]
+    assert RunReader(tmp_path / "run").status()["state"] == "interrupted"
+    assert RunReader(tmp_path / "run").status()["step"] == 1 and not (tmp_path / "run" / LOCK).exists()

@@ -146,6 +146,7 @@ class RunSession:
         self._at: Any = None  # the resumable position (data order, sampler) after ``self.step``
         self._pending: dict | None = None  # metrics of a completed step not yet logged
         self._dirty = False  # inside the weight update: the state matches no step
+        self._saving = False  # inside a checkpoint save
         self._interrupt = GracefulInterrupt()
 
     # --- start ---
@@ -186,6 +187,7 @@ class RunSession:
     def completed(self, step: int, metrics: dict | None = None) -> None:
         """Step ``step`` changed the weights for good; its metrics are logged by :meth:`log` (or at a stop)."""
         self.step, self._pending, self._at = step, metrics, self._position()
+        self._dirty = False  # the state is this step's (a Ctrl-C deferred to the end of the block saves it)
 
     def log(self, step: int, metrics: dict) -> None:
         self.writer.log_metrics(step, metrics)
@@ -237,7 +239,9 @@ class RunSession:
                 pass
 
     def _save_now(self, step: int) -> Path:
+        self._saving = True
         path = self._save(step, self._at)
+        self._saving = False
         self.saved = step
         if step > 0:  # the step-0 checkpoint only served to make the start resumable
             ckpt.remove(self.dir, 0)
@@ -251,7 +255,7 @@ class RunSession:
             if self._pending is not None:  # stopped between the update and its log line (e.g. in evaluation)
                 self.writer.log_metrics(self.step, self._pending)
                 self._pending = None
-            if not self._dirty and self.step != self.saved:
+            if not self._dirty and not self._saving and self.step != self.saved:  # (a failed save is not retried)
                 print(f"Saved checkpoint {self._save_now(self.step)}", flush=True)
         except BaseException as e:  # a full disk at this save: the last checkpoint stays, the status says why
             error = (error + "; then " if error else "") + f"saving step {self.step} failed: {type(e).__name__}: {e}"
