@@ -132,7 +132,8 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     check_schedule(cfg.lr_schedule)
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train") as session:
+    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train")
+    with session:  # any stop in here: the last completed step saved, a true status, the lock released
         _train(cfg, preset, session, on_update)
     return run_dir
 
@@ -301,8 +302,8 @@ def one_step(ctx: StepContext, step: int) -> dict:
         writer.log_event("reward_error", step=step, **err)
     scores, nonfinite = finite_scores(got.scores)
     for i in nonfinite:
-        writer.log_event("nonfinite_reward", step=step, index=i,
-                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()}, total=repr(float(got.scores.total[i])))
+        writer.log_event("nonfinite_reward", step=step, index=i, total=repr(float(got.scores.total[i])),
+                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()})
     if nonfinite:
         print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
               file=sys.stderr, flush=True)

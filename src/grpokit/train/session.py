@@ -99,7 +99,8 @@ def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
     from grpokit.train.run_folder import RunReader
 
     before = RunReader(run_dir).config()
-    return {k: [before[k], v] for k, v in config.items() if k in before and k not in VOLATILE and not _same(before[k], v)}
+    return {k: [before[k], v] for k, v in config.items()
+            if k in before and k not in VOLATILE and not _same(before[k], v)}
 
 
 def check_config(run_dir: Path, config: dict[str, Any], override: str, command: str) -> dict[str, list]:
@@ -261,7 +262,8 @@ class RunSession:
             error = (error + "; then " if error else "") + f"saving step {self.step} failed: {type(e).__name__}: {e}"
         state = "interrupted" if interrupted and error is None else "failed"
         try:
-            self.writer.set_status(state, step=self.saved, total_steps=self.total, **({"error": error} if error else {}))
+            extra = {"error": error} if error else {}
+            self.writer.set_status(state, step=self.saved, total_steps=self.total, **extra)
         except OSError as e:
             print(f"{self.command}: could not write {self.dir / 'status.json'}: {e}", file=sys.stderr)
         if state == "failed":

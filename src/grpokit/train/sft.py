@@ -186,7 +186,8 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Fine-tune as configured; returns the run folder (``status.json`` says whether it finished)."""
     _check(cfg)
     run_dir = Path(cfg.out or f"runs/sft-{time.strftime('%Y%m%d-%H%M%S')}")
-    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft") as session:
+    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft")
+    with session:
         _train_sft(cfg, session)
     return run_dir
 

@@ -307,8 +307,10 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
             u.res.t_critic += time.time() - t0
     else:
         learner.zero_grad()
-        u.res.nonfinite.append({"epoch": epoch, "mini_batch": mi, "loss": repr(loss), "grad_norm": repr(float(gn)),
-                                **({"value_loss": repr(v_loss), "critic_grad_norm": repr(float(cgn))} if critic else {})})
+        seen = {"epoch": epoch, "mini_batch": mi, "loss": repr(loss), "grad_norm": repr(float(gn))}
+        if critic is not None:
+            seen.update(value_loss=repr(v_loss), critic_grad_norm=repr(float(cgn)))
+        u.res.nonfinite.append(seen)
     return float(gn), None if cgn is None else float(cgn)
 
 
