@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict-keys", action="store_true", help="a metric present at one revision only is a failure")
     ap.add_argument("--keep", help="keep the run folders under this directory")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktrees (the finally below)
 
     with tempfile.TemporaryDirectory(prefix="check_identical-") as tmp:
         work = Path(args.keep or tmp)
