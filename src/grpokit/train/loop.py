@@ -42,7 +42,7 @@ from grpokit.tasks import load_task
 from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, faults
+from grpokit.train import checkpoint as ckpt, determinism, faults, trackers
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -131,6 +131,7 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     check_schedule(cfg.lr_schedule)
+    trackers.check_installed(cfg.report_to)  # so does --report-to naming a tracker that is not installed
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train")
     with session:  # any stop in here: the last completed step saved, a true status, the lock released
@@ -143,7 +144,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 
     task = load_task(cfg.task, **cfg.task_options)
-    reward_specs = rw.build(cfg.rewards or task.rewards)
+    reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
     model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     if not cfg.threads and not cfg.deterministic:
@@ -189,7 +190,8 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
         keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
         return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
 
-    session.begin(start_step, cfg.steps, save, position)
+    session.begin(start_step, cfg.steps, save, position,
+                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)))
     writer = session.writer
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
 

@@ -34,7 +34,7 @@ from grpokit.train.run_folder import RunWriter
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
-VOLATILE = ("out", "resume", "override", "stop_after", "progress", "threads")
+VOLATILE = ("out", "resume", "override", "stop_after", "progress", "threads", "report_to")
 """Config keys that may change on resume without ``--override``: they do not change what is computed."""
 
 
@@ -152,11 +152,12 @@ class RunSession:
 
     # --- start ---
     def begin(self, step: int, total: int, save: Callable[[int, Any], Path], position: Callable[[], Any] = lambda: None,
-              extra_config: dict[str, Any] | None = None) -> None:
+              extra_config: dict[str, Any] | None = None, trackers: list | None = None) -> None:
         """Start (or continue at ``step``) a run of ``total`` steps. ``save(step, position)`` writes a
         checkpoint; ``position()`` returns what it needs besides weights and optimizer (data order,
-        sampler state), read when a step completes so a later stop saves that step's own state."""
-        self.writer = RunWriter(self.dir)
+        sampler state), read when a step completes so a later stop saves that step's own state.
+        ``trackers`` (:func:`grpokit.train.trackers.open_trackers`) get copies of the metrics."""
+        self.writer = RunWriter(self.dir, trackers)
         self.step = self.saved = step
         self.total, self._save, self._position = total, save, position
         self._at = position()
