@@ -43,7 +43,7 @@ class ComputeOptions:
     dtype: str = "auto"
     """'auto' (bf16 where the hardware multiplies it natively, else fp32), 'fp32', 'bf16'; training keeps fp32 weights and computes in this dtype."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
+    """CPU threads for torch (0 = automatic: one per available core; train and sft use 1 for models under 20M parameters)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -181,11 +181,17 @@ class TrainConfig(ComputeOptions):
     out: str = ""
     """Run folder ('' = runs/<task>-<date>-<time>)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint."""
+    """Continue the run in `out` from its latest checkpoint (the config must be the run's, see override)."""
+    override: str = ""
+    """With resume: comma-separated config keys allowed to differ from the run's (e.g. 'steps,lr'); recorded in config_history.jsonl."""
     stop_after: int = 0
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off; for tests and scheduling)."""
+    max_skipped_steps: int = 3
+    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
+    deterministic: bool = False
+    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels (slower); see docs/reproducibility.md."""
 
     RULES: ClassVar[dict[str, str]] = {"temperature": "> 0"}
 
@@ -252,6 +258,7 @@ RANGES: dict[str, str] = {
     # evaluation, logging, checkpoints
     "eval_every": ">= 0", "eval_size": ">= 0", "eval_max_new_tokens": ">= 0", "eval_samples": ">= 0",
     "eval_temperature": ">= 0", "eval_top_p": "(0, 1]", "save_every": ">= 0", "stop_after": ">= 0", "seed": "any",
+    "max_skipped_steps": ">= 1",
     # rewards
     "reward_timeout": ">= 0",
     # SFT
@@ -287,7 +294,7 @@ REGISTRY_NAMES = ("algo", "advantage", "policy_loss", "kl_estimator", "kl_placem
 :class:`grpokit.algo.Algorithm`, so a newly registered one is accepted."""
 
 FREE_TEXT = ("model", "task", "system_prompt", "out", "data", "prompt_key", "response_key", "correctness",
-             "verifier", "few_shot", "script", "report_to")
+             "verifier", "few_shot", "script", "report_to", "override")
 """String fields checked where they are used (a model or task name, a path, a reward spec)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
