@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -147,8 +148,12 @@ def test_embedded_model_converts_trains_and_evaluates_with_core_dependencies_onl
     args = ["train", "--model", "smollm2-135m", "--task", "add1", "--steps", "1", "--prompts_per_step", "1",
             "--group_size", "2", "--max_new_tokens", "8", "--eval_size", "2", "--eval_max_new_tokens", "8",
             "--threads", "1", "--progress", "false", "--out", str(out)]
-    r = subprocess.run([sys.executable, "-S", "-c", DRIVER, str(report), *args], capture_output=True, text=True,
-                       env=env, timeout=1700)
+    try:
+        r = subprocess.run([sys.executable, "-S", "-c", DRIVER, str(report), *args], capture_output=True, text=True,
+                           env=env, timeout=1700)
+        converted = (cache / "models" / "SmolLM2-135M-Instruct" / "config.json").exists()
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # 0.5 GB of weights; pytest keeps tmp_path around
     assert r.returncode == 0 and report.exists(), (
         f"with only pyproject.toml's core dependencies installed, the embedded model's conversion, "
         f"a training step and an evaluation failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
@@ -156,7 +161,7 @@ def test_embedded_model_converts_trains_and_evaluates_with_core_dependencies_onl
     assert result["code"] in (0, None), r.stderr[-3000:]
 
     # It really converted the GGUF into the empty cache, trained one step and evaluated before and after.
-    assert (cache / "models" / "SmolLM2-135M-Instruct" / "config.json").exists()
+    assert converted
     assert "transformers.modeling_gguf_pytorch_utils" in result["files"] and "gguf" in result["files"]
     assert "accelerate" in result["files"]  # the dependency issue 11 found missing is exercised
     run = RunReader(out)
