@@ -45,6 +45,7 @@ code = main(sys.argv[2:])
 files = {name: getattr(sys.modules[name], "__file__", None) for name in sorted(set(sys.modules) - before)}
 with open(sys.argv[1], "w") as f:
     json.dump({"code": code, "sys_path": sys.path, "files": {n: p for n, p in files.items() if p}}, f)
+sys.exit(code)
 """
 
 
@@ -158,7 +159,6 @@ def test_embedded_model_converts_trains_and_evaluates_with_core_dependencies_onl
         f"with only pyproject.toml's core dependencies installed, the embedded model's conversion, "
         f"a training step and an evaluation failed (exit {r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     result = json.loads(report.read_text())
-    assert result["code"] in (0, None), r.stderr[-3000:]
 
     # It really converted the GGUF into the empty cache, trained one step and evaluated before and after.
     assert converted
