@@ -19,7 +19,6 @@ from grpokit.tasks.files import check_data_file
 from grpokit.train.loop import train
 
 # The names train/sft.py and datagen/sample.py import (they belong in grpokit.config now).
-_add_config_args, _overrides = add_config_args, overrides_from
 
 
 def check_inputs(model: str, task: str, task_options: dict) -> None:
@@ -52,9 +51,8 @@ def cmd_rewards(args) -> int:
         print("usage: grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]", file=sys.stderr)
         return 2
     from grpokit.rewards.check import main as check_main  # imported here: it is a delegated tool
-    from grpokit.rollout.sampler import make_sampler
 
-    return check_main(args.rest[1:], make_sampler=make_sampler)
+    return check_main(args.rest[1:])
 
 
 def cmd_tasks(args) -> int:

@@ -77,4 +77,7 @@ def test_main_reads_canned_completions(tmp_path, capsys):
                               for ex in task.heldout))
     assert main(["--task", str(data), "--completions", str(comp)]) == 0
     assert "4 completions: correct 2 (50%), wrong 2 (50%), format 0 (0%), unscorable 0 (0%)" in capsys.readouterr().out
-    assert main(["--task", str(data), "--model", "m"]) == 2
+    from grpokit.models import ModelNotFound
+
+    with pytest.raises(ModelNotFound, match="'m' is neither a local folder"):  # --model samples through the engine
+        main(["--task", str(data), "--model", "m"])

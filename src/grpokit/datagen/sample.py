@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from grpokit import models, rewards as rw
-from grpokit.config import ComputeOptions, make, to_dict
+from grpokit.config import ComputeOptions, add_config_args, make, overrides_from, to_dict
 from grpokit.datagen.fewshot import load_demos, render_few_shot
 from grpokit.datagen.filters import Candidate, FilterSettings, check_names, select
 from grpokit.rewards.generate import generate_and_score
@@ -262,17 +262,16 @@ def _one_batch(cfg, b, chunk, engine, prompt_text, task, specs, params, settings
 
 def main(argv: list[str] | None = None) -> int:
     """``grpokit sample [--config FILE] [--key value ...]``."""
-    from grpokit.cli import _add_config_args, _overrides
 
     ap = argparse.ArgumentParser(prog="grpokit sample", description=(
         "Rejection sampling: k completions per prompt from a model or checkpoint, verified and filtered into a "
         "JSONL dataset with provenance. Also makes cold-start data (--few_shot r1) and distillation data "
         "(--model TEACHER_CHECKPOINT)."))
     ap.add_argument("--config", help="YAML file of config keys")
-    _add_config_args(ap, SampleConfig)
+    add_config_args(ap, SampleConfig)
     args = ap.parse_args(argv)
     try:
-        cfg = make(SampleConfig, args.config, _overrides(args, SampleConfig))
+        cfg = make(SampleConfig, args.config, overrides_from(args, SampleConfig))
         sample(cfg)
     except KeyboardInterrupt:
         print("Interrupted; finished batches are kept: re-run with --resume true", file=sys.stderr)

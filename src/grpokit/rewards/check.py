@@ -21,10 +21,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, TextIO
 
+import torch
+
+from grpokit import models
 from grpokit.rewards import build, score
 from grpokit.rewards.code import extract_code
 from grpokit.rewards.generate import reward_columns
 from grpokit.rewards.math import extract_answer
+from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.tasks import load_task
 
 CATEGORIES = ("correct", "wrong", "format", "unscorable")
 
@@ -164,13 +169,32 @@ def read_completions(path: str, task, split: str = "heldout") -> tuple[list[list
     return [by_id[ex.id] for ex in examples], examples
 
 
+def make_sampler(model_spec: str, g: int, *, template: str = "chat", system: str = "", temperature: float = 1.0,
+                 max_new_tokens: int = 256, seed: int = 0, device: str = "auto"):
+    """``sample(questions)``: ``g`` completions per question from the rollout engine, each question
+    rendered with the chat template (or a named template) exactly as training does."""
+    model, tok = models.load(model_spec, device=device)
+    engine = HFEngine(model, tok)
+    gen = torch.Generator().manual_seed(seed)
+    params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens)
+
+    def sample(questions: list[str]) -> list[list[Sampled]]:
+        prompts = [render(tok, q, template, system or None) for q in questions]
+        r = engine.generate(prompts, g, params, gen)
+        ids = r.token_ids()
+        return [[Sampled(r.completions[i * g + j], ids[i * g + j], bool(r.truncated[i * g + j]), prompts[i])
+                 for j in range(g)] for i in range(len(questions))]
+
+    return sample
+
+
 def main(argv: list[str] | None = None, make_sampler: Callable[[str, int], Sampler] | None = None) -> int:
     """``grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]``.
 
-    ``make_sampler(model, g)`` comes from the CLI wiring: it returns ``sample(questions)`` giving
+    ``make_sampler(model, g)`` (default :func:`make_sampler`) returns ``sample(questions)`` giving
     ``g`` completions per question from the rollout engine.
     """
-    from grpokit.tasks import load_task
+    make_sampler = make_sampler or globals()["make_sampler"]
 
     ap = argparse.ArgumentParser(prog="grpokit rewards check", description=__doc__.splitlines()[0])
     ap.add_argument("--task", required=True, help="task name (add2, gsm8k, gym:<dataset>, a .jsonl path, ...)")
@@ -188,9 +212,6 @@ def main(argv: list[str] | None = None, make_sampler: Callable[[str, int], Sampl
         task = _with_split(task, args.split, examples)
         report = check_rewards(task, completions=batches, n=args.n, split=args.split, rewards=args.reward)
     else:
-        if make_sampler is None:
-            print("--model needs the rollout engine; run this through `grpokit rewards check`", file=sys.stderr)
-            return 2
         report = check_rewards(task, sample=make_sampler(args.model, args.g), n=args.n, split=args.split,
                                rewards=args.reward)
     return 0 if report.rows else 1

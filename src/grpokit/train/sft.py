@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from grpokit import models
-from grpokit.config import ComputeOptions, make, to_dict
+from grpokit.config import ComputeOptions, add_config_args, make, overrides_from, to_dict
 from grpokit.rollout import render
 from grpokit.train import checkpoint as ckpt, determinism
 from grpokit.train.optim import adamw, check_schedule, lr_factor, lr_scheduler  # noqa: F401 (lr_factor: public here too)
@@ -290,16 +290,15 @@ def _one_step(cfg, model, optimizer, scheduler, batch, pad_id, device) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``grpokit sft [--config FILE] [--key value ...]``."""
-    from grpokit.cli import _add_config_args, _overrides
 
     ap = argparse.ArgumentParser(prog="grpokit sft", description=(
         "Supervised fine-tuning on {prompt, response} JSONL rows (loss on response tokens only). Writes a run "
         "folder like `grpokit train`: checkpoints, metrics.jsonl, status.json; --resume true continues it."))
     ap.add_argument("--config", help="YAML file of config keys")
-    _add_config_args(ap, SFTConfig)
+    add_config_args(ap, SFTConfig)
     args = ap.parse_args(argv)
     try:
-        train_sft(make(SFTConfig, args.config, _overrides(args, SFTConfig)))
+        train_sft(make(SFTConfig, args.config, overrides_from(args, SFTConfig)))
     except KeyboardInterrupt:
         print("Interrupted; the checkpoint above holds the last finished step.", file=sys.stderr)
         return 130
