@@ -92,19 +92,31 @@ class ToolEnv:
             A row's ``tools`` column (a list of such specs) replaces them for that row.
         question: ``Example -> str``, the user message of a question/answer row (the task's
             ``question_text``); conversational rows bring their own messages.
+        preamble: messages put before every episode's own (a system prompt, a worked example).
     """
 
-    def __init__(self, tools: list, question: Callable[[Example], str] | None = None):
+    def __init__(self, tools: list, question: Callable[[Example], str] | None = None,
+                 preamble: list[dict[str, Any]] | None = None):
         self.default_tools = [load_tool(t) for t in tools]
         self.question = question
+        self.preamble = list(preamble or [])
         self.tools: dict[str, Tool] = {}
+
+    def _row_tool(self, spec) -> Tool:
+        if not isinstance(spec, dict):
+            return load_tool(spec)
+        # A function schema: shown as given, run by the tool of that name (the env's, or a built-in).
+        name = spec.get("function", spec).get("name")
+        known = {t.name: t for t in self.default_tools}
+        base = known.get(name) or load_tool(name)
+        return from_function(base.fn, schema=spec, timeout_s=base.timeout_s)
 
     def reset(self, example: Example) -> Start:
         row_tools = example.columns.get("tools")
-        tools = [load_tool(t) for t in row_tools] if row_tools else self.default_tools
+        tools = [self._row_tool(t) for t in row_tools] if row_tools else self.default_tools
         self.tools = {t.name: t for t in tools}
         q = self.question(example) if self.question else None
-        return Start(initial_messages(example, q), [t.schema for t in tools])
+        return Start([*self.preamble, *initial_messages(example, q)], [t.schema for t in tools])
 
     def step(self, turn: ParsedTurn) -> Step:
         if not turn.wants_tools:

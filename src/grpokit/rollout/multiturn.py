@@ -246,6 +246,12 @@ class EpisodeEngine:
         self._by_prompt: dict[str, Example] | None = None
         self.last: EpisodeRollout | None = None
 
+    @classmethod
+    def for_task(cls, engine, tokenizer, task, prompt_text: Callable[[Example], str]) -> "EpisodeEngine":
+        """The episode engine of a task with an ``env`` (limits from ``task.meta["episode"]``)."""
+        limits = EpisodeLimits(**task.meta.get("episode", {}))
+        return cls(engine, tokenizer, task.env, [*task.train, *task.heldout], prompt_text, limits)
+
     @property
     def stop_ids(self):
         return self.engine.stop_ids
@@ -271,3 +277,16 @@ class EpisodeEngine:
         self.last = run_episodes(self.engine, self.tokenizer, self.make_env, [self._example(p) for p in prompts], n,
                                  params, self.limits, generator)
         return self.last
+
+
+def attach_episodes(groups: list[dict], rollout: Rollout) -> list[dict]:
+    """Add each completion's episode (messages, spans, counts) and transcript to the rollout dump's groups."""
+    eps = getattr(rollout, "episodes", None)
+    if not eps:
+        return groups
+    i = 0
+    for g in groups:
+        for c in g["completions"]:
+            c["episode"] = {**eps[i].as_dict(), "transcript": rollout.transcripts[i]}
+            i += 1
+    return groups

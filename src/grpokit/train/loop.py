@@ -36,6 +36,7 @@ from grpokit.algo import overlong_filter
 from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
+from grpokit.rollout.multiturn import EpisodeEngine, attach_episodes, episode_metrics
 from grpokit.tasks import load_task
 from grpokit.train.run_folder import RunWriter
 from grpokit.train import checkpoint as ckpt
@@ -167,6 +168,9 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
 
     def prompt_text(ex):
         return render(tokenizer, task.question_text(ex), cfg.template, cfg.system_prompt or None)
+
+    if task.env is not None:  # a multi-turn task: each prompt runs as an episode with its environment
+        engine = EpisodeEngine.for_task(engine, tokenizer, task, prompt_text)
 
     # k_values=(k,): pass@1, pass@k and cons@k at the full k; cons@1 and the small k add panels, not information.
     eval_settings = EvalSettings(k=cfg.eval_samples, k_values=(cfg.eval_samples,) if cfg.eval_samples > 0 else (),
@@ -316,7 +320,10 @@ def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, rewar
     metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
     for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
         writer.log_event("aha", step=step, **aha.as_dict())
-    writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage, _extractor(reward_specs, correctness)))
+    if getattr(rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, how episodes ended
+        metrics.update(episode_metrics(rollout.episodes, scores.total.tolist()))
+    writer.log_groups(step, attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+                                                    _extractor(reward_specs, correctness)), rollout))
     return metrics
 
 
