@@ -83,6 +83,21 @@ class EpisodeRollout(Rollout):
     transcripts: list[str] = field(default_factory=list)
 
 
+def with_episodes(out: Rollout, parts: list[Rollout], rows: list[int] | None = None) -> Rollout:
+    """``out`` (built from ``parts``, or from ``parts[0]``'s ``rows``) as an EpisodeRollout when they hold episodes.
+
+    ``train.sampling`` selects and concatenates rollouts (dynamic sampling); this keeps the episodes
+    that belong to the rows it keeps.
+    """
+    if not all(isinstance(p, EpisodeRollout) for p in parts):
+        return out
+    eps = [e for p in parts for e in p.episodes]
+    trs = [t for p in parts for t in p.transcripts]
+    if rows is not None:
+        eps, trs = [eps[i] for i in rows], [trs[i] for i in rows]
+    return EpisodeRollout(**{f: getattr(out, f) for f in Rollout.__dataclass_fields__}, episodes=eps, transcripts=trs)
+
+
 def episode_metrics(episodes: list[Episode], rewards: list[float] | None = None) -> dict[str, float]:
     """``episodes/...`` metrics: tool-call rate, tool-error rate, turns per episode, how episodes ended."""
     n = max(1, len(episodes))
@@ -188,7 +203,6 @@ def run_episodes(engine, tokenizer, make_env: Callable[[], Any], examples: list[
             if step.done:
                 e.finish("env_done" if parsed.wants_tools or step.messages else "no_tool_call")
                 continue
-            e.ep.messages += step.messages
             if e.ep.turns >= limits.max_turns:
                 e.finish("max_turns")
                 continue
@@ -200,6 +214,7 @@ def run_episodes(engine, tokenizer, make_env: Callable[[], Any], examples: list[
                 e.finish("max_episode_tokens")
                 continue
             e.add("env", tail_ids)
+            e.ep.messages += step.messages  # only what the model will see
             e.history += [assistant, *step.messages]
             still.append(i)
         live = still

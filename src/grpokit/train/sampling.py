@@ -21,6 +21,7 @@ import torch
 from grpokit import rewards as rw
 from grpokit.algo import informative_groups, overlong_penalty
 from grpokit.records import Example, Rollout, Scores
+from grpokit.rollout.multiturn import with_episodes
 
 
 @dataclass
@@ -67,7 +68,7 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     P = max(r.prompt_ids.shape[1] for r in parts)
     T = max(r.completion_ids.shape[1] for r in parts)
     logps = [r.sample_logp for r in parts]
-    return Rollout(
+    return with_episodes(Rollout(
         prompt_ids=torch.cat([_pad(r.prompt_ids, P, True) for r in parts]),
         prompt_mask=torch.cat([_pad(r.prompt_mask, P, True) for r in parts]),
         completion_ids=torch.cat([_pad(r.completion_ids, T, False) for r in parts]),
@@ -76,18 +77,18 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
         prompts=[p for r in parts for p in r.prompts],
         completions=[c for r in parts for c in r.completions],
         sample_logp=None if any(x is None for x in logps) else torch.cat([_pad(x, T, False) for x in logps]),
-    )
+    ), parts)
 
 
 def select_rows(r: Rollout, rows: list[int]) -> Rollout:
     """The rollout restricted to ``rows`` (in that order)."""
     idx = torch.tensor(rows, dtype=torch.long)
-    return Rollout(
+    return with_episodes(Rollout(
         prompt_ids=r.prompt_ids[idx], prompt_mask=r.prompt_mask[idx], completion_ids=r.completion_ids[idx],
         completion_mask=r.completion_mask[idx], truncated=r.truncated[idx], prompts=[r.prompts[i] for i in rows],
         completions=[r.completions[i] for i in rows],
         sample_logp=None if r.sample_logp is None else r.sample_logp[idx],
-    )
+    ), [r], rows)
 
 
 def select_scores(s: Scores, rows: list[int]) -> Scores:
