@@ -48,3 +48,16 @@ def test_tool_task_runs_from_the_cli_with_nothing_else_set(tiny_model, tmp_path,
     assert code in (0, None), capsys.readouterr()
     m = RunReader(tmp_path / "cli").metrics()[-1]
     assert m["episodes/turns_mean"] >= 1
+
+
+def test_report_shows_tool_use_and_turns(tiny_model, tmp_path):
+    pytest.importorskip("matplotlib")
+    from grpokit.evaluation.report import main as report
+
+    run = train(make(overrides=dict(model=tiny_model, task="test_multiturn_echo", out=str(tmp_path / "r"), steps=2,
+                                    prompts_per_step=2, group_size=2, max_new_tokens=5, eval_size=0, progress=False)))
+    assert report([str(run), "--out", str(tmp_path / "rep")]) == 0
+    for name in ("episodes", "turns", "reward_turns"):
+        assert (tmp_path / "rep" / f"{name}.png").exists(), name
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "episodes/tool_call_rate" in md and "episodes/turns_mean" in md
