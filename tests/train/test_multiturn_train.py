@@ -61,3 +61,15 @@ def test_report_shows_tool_use_and_turns(tiny_model, tmp_path):
         assert (tmp_path / "rep" / f"{name}.png").exists(), name
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "episodes/tool_call_rate" in md and "episodes/turns_mean" in md
+
+
+def test_eval_runs_episodes_and_the_no_tool_baseline(tiny_model, capsys):
+    import json as _json
+
+    from grpokit.cli import main
+
+    for flags, tools in (([], True), (["--no-tools"], False)):
+        assert main(["eval", "--model", tiny_model, "--task", "calculator_mul", "--task-options", "{train_size: 10, heldout_size: 3}",
+                     "-n", "2", "-k", "0", "--max-new-tokens", "6", "--json", *flags]) == 0
+        summary = _json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert summary["tools"] is tools and summary["n_questions"] == 2
