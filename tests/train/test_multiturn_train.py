@@ -2,7 +2,7 @@
 
 import pytest
 
-from grpokit.algo.preset_table import PRESETS
+from grpokit.algo import PRESETS
 from grpokit.config import make
 from grpokit.envs import ToolEnv
 from grpokit.envs.base import Step
