@@ -1,16 +1,26 @@
-"""Config resolution: defaults < preset (only when `algo` is named) < base < YAML < --key overrides."""
+"""Config resolution: defaults < preset < base < YAML < --key overrides; the default run is a preset."""
+
+import dataclasses
 
 import pytest
 
-from grpokit.algo import PRESETS
-from grpokit.config import TrainConfig, algo_preset, make, preset_values
+from grpokit.algo import DEFAULT_PRESET, PRESETS, Algorithm
+from grpokit.config import TrainConfig, algo_preset, make
 
 
 def test_without_algo_the_defaults_hold_beta_zero_grpo():
     cfg = make()
-    assert cfg == TrainConfig() and cfg.algo == "grpo" and cfg.beta == 0.0
+    assert cfg == TrainConfig() and cfg.algo == DEFAULT_PRESET and cfg.beta == 0.0
     p = algo_preset(cfg)
     assert (p.advantage, p.policy_loss, p.beta, p.use_critic) == ("grpo", "token_clip", 0.0, False)
+
+
+def test_the_default_run_is_the_default_preset_named():
+    """`--algo <default>` is the run that names nothing, field for field."""
+    assert make(overrides={"algo": DEFAULT_PRESET}) == make() == TrainConfig()
+    assert algo_preset(make(overrides={"algo": DEFAULT_PRESET})) == algo_preset(TrainConfig())
+    # and naming the paper's GRPO is not the default: DeepSeekMath's beta 0.04
+    assert make(overrides={"algo": "grpo"}).beta == 0.04 != make().beta
 
 
 def test_naming_a_preset_fills_what_the_user_did_not_set():
@@ -37,13 +47,40 @@ def test_yaml_beats_the_preset_and_overrides_beat_yaml(tmp_path):
     assert (cfg.beta, cfg.aggregation) == (0.0, "constant")
 
 
+def test_precedence_defaults_preset_base_yaml_command_line(tmp_path):
+    """Each layer wins over the one below it, for one field set in every layer."""
+    y = tmp_path / "c.yaml"
+    assert make(overrides={"algo": "dapo"}).eps_high == 0.28  # preset over the default 0.2
+    assert make(base={"algo": "dapo", "eps_high": 0.25}).eps_high == 0.25  # base over preset
+    y.write_text("eps_high: 0.26\n")
+    assert make(yaml_path=str(y), base={"algo": "dapo", "eps_high": 0.25}).eps_high == 0.26  # YAML over base
+    cfg = make(yaml_path=str(y), base={"algo": "dapo", "eps_high": 0.25}, overrides={"eps_high": "0.27"})
+    assert cfg.eps_high == 0.27 and cfg.aggregation == "token-mean"  # --key over YAML; the rest from the preset
+    # the default preset too: a YAML that names nothing keeps its values under the YAML's
+    y.write_text("beta: 0.02\n")
+    assert make(yaml_path=str(y)) == dataclasses.replace(TrainConfig(), beta=0.02)
+
+
 def test_every_preset_round_trips_through_the_config():
-    """algo_preset(make(algo=name)) is the registered preset: no constant is lost on the way."""
+    """Every value a preset sets reaches the config and the algorithm: no constant is lost on the way."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    algo_fields = {f.name for f in dataclasses.fields(Algorithm)} - {"name"}
+    assert algo_fields <= fields  # the algorithm's fields are config fields of the same names
     for name, preset in PRESETS.items():
-        got = algo_preset(make(overrides={"algo": name}))
-        keep = {f: getattr(got, f) for f in ("temperature", "num_generations", "lr", "mini_batches", "critic_lr")}
-        assert got == preset.replace(**keep), name
-        assert set(preset_values(name)) >= {"beta", "eps_low", "eps_high", "aggregation"}
+        assert set(preset.values) <= fields, name
+        cfg = make(overrides={"algo": name})
+        got = algo_preset(cfg)
+        for key, value in preset.values.items():
+            assert getattr(cfg, key) == value, (name, key)
+            if key in algo_fields:
+                assert getattr(got, key) == value, (name, key)
+        assert set(preset.values) >= {"beta", "eps_low", "eps_high", "aggregation"}
+
+
+def test_old_config_files_with_an_empty_advantage_still_load(tmp_path):
+    y = tmp_path / "config.yaml"
+    y.write_text("algo: grpo\nadvantage: ''\n")  # what runs of earlier versions saved
+    assert make(yaml_path=str(y)).advantage == "grpo"
 
 
 def test_bad_values_fail_with_the_fix_in_the_message():

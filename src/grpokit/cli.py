@@ -3,34 +3,38 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import importlib
 import logging
+import os
 import sys
+from pathlib import Path
 
-from grpokit.config import TrainConfig, field_docs
+from transformers.utils import logging as hf_logging
+
+from grpokit import models
+from grpokit.config import TrainConfig, add_config_args, make, overrides_from
+from grpokit.evaluation import command as eval_command
+from grpokit.tasks import check_task_options, task_names
+from grpokit.tasks.files import check_data_file
+from grpokit.train.loop import train
+
+# The names train/sft.py and datagen/sample.py import (they belong in grpokit.config now).
+_add_config_args, _overrides = add_config_args, overrides_from
 
 
-def _add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
-    docs = field_docs(cls)
-    group = parser.add_argument_group("config (each also settable in the YAML file)")
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
-                           help=f"{docs.get(f.name, '')} (default: {default!r})")
-
-
-def _overrides(args: argparse.Namespace, cls=TrainConfig) -> dict:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+def check_inputs(model: str, task: str, task_options: dict) -> None:
+    """What can be checked before anything loads: the model folder or hub id (an embedded alias is
+    converted on first use, so only named), the task's name and options, a task file's path."""
+    if model not in models.ALIASES:
+        models.resolve(model)
+    check_task_options(task, task_options)
+    if task.endswith((".jsonl", ".json", ".parquet")):
+        check_data_file(Path(task))
 
 
 def cmd_train(args) -> int:
-    from grpokit.config import make
-    from grpokit.train.loop import train
-
-    cfg = make(TrainConfig, args.config, _overrides(args))
+    cfg = make(TrainConfig, args.config, overrides_from(args))
+    check_inputs(cfg.model, cfg.task, cfg.task_options)
     try:
         train(cfg)
     except KeyboardInterrupt:
@@ -40,24 +44,20 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from grpokit.evaluation.command import run
-
-    return run(args)
+    return eval_command.run(args)
 
 
 def cmd_rewards(args) -> int:
     if not args.rest or args.rest[0] != "check":
         print("usage: grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]", file=sys.stderr)
         return 2
-    from grpokit.rewards.check import main as check_main
+    from grpokit.rewards.check import main as check_main  # imported here: it is a delegated tool
     from grpokit.rollout.sampler import make_sampler
 
     return check_main(args.rest[1:], make_sampler=make_sampler)
 
 
 def cmd_tasks(args) -> int:
-    from grpokit.tasks import task_names
-
     print("\n".join(task_names()))
     return 0
 
@@ -66,8 +66,6 @@ def _delegate(module: str):
     """A subcommand whose parser lives in ``module.main(argv)`` (it gets the remaining arguments)."""
 
     def run(args) -> int:
-        import importlib
-
         return importlib.import_module(module).main(args.rest)
 
     return run
@@ -82,16 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with GRPO. Options come from --config FILE (YAML) and --key value "
                                    "overrides (override wins). The resolved config is saved in the run folder.")
     t.add_argument("--config", help="YAML file of config keys")
-    _add_config_args(t)
+    add_config_args(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval", help="greedy accuracy, pass@1 over k samples, pass@k and cons@k with error bars",
                        description="Evaluate a model, checkpoint or run folder on a task's held-out split: greedy "
                                    "accuracy, R1's pass@1 over k samples (T=0.6, top-p=0.95), unbiased pass@k and "
                                    "cons@k (majority vote), each with a standard error and a 95% interval.")
-    from grpokit.evaluation.command import add_arguments
-
-    add_arguments(e)
+    eval_command.add_arguments(e)
     e.set_defaults(func=cmd_eval)
 
     r = sub.add_parser("report", help="plots and a Markdown summary of one or more runs", add_help=False)
@@ -126,19 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    import os
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from transformers.utils import logging as hf_logging
-
     hf_logging.disable_progress_bar()
     if not args.verbose:
         hf_logging.set_verbosity_error()
-    from grpokit.models import ModelNotFound
-
     try:
         return args.func(args)
-    except (ModelNotFound, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (models.ModelNotFound, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"grpokit {args.command}: error: {e}", file=sys.stderr)
         return 2
 

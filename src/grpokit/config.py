@@ -2,19 +2,35 @@
 
 Every field has a docstring (the string right below it), which ``grpokit train --help`` prints,
 so ``--help`` is the documentation. The resolved config is saved as ``config.yaml`` in the run.
+
+One source: an algorithm preset (``--algo``) is a named set of values of these same fields
+(:mod:`grpokit.algo.presets`), laid over the defaults: defaults < preset < YAML < ``--key``. The
+default run is the preset ``grpo_no_kl``. 0 is the one way to write "off" for a number.
+
+Every value is checked when a config is built (:func:`check_values`): ranges for numbers, choices
+for names, with a message that names the field, the allowed values and what the field means.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import dataclasses
+import functools
 import inspect
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+
+from grpokit.algo.algorithm import Algorithm
+from grpokit.algo.presets import DEFAULT_PRESET, get_preset
+from grpokit.models import DTYPES
+from grpokit.rollout.templates import TEMPLATES
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,12 @@ class ComputeOptions:
     """CPU threads for torch (0 = torch's default)."""
     progress: bool = True
     """Show a progress bar."""
+
+    RULES: ClassVar[dict[str, str]] = {}
+    """Per-class exceptions to :data:`RANGES` (e.g. training's temperature must be > 0)."""
+
+    def __post_init__(self) -> None:
+        check_values(self)
 
 
 @dataclass(frozen=True)
@@ -46,12 +68,12 @@ class TrainConfig(ComputeOptions):
     """System message for the chat template ('' = the template's own default)."""
     rewards: dict = field(default_factory=dict)
     """Reward functions, name -> weight; names are built-ins or 'module:function'. Empty = the task's default."""
-    # --- algorithm: `algo` names a preset; naming it fills the fields below that you do not set ---
-    algo: str = "grpo"
-    """Algorithm preset: grpo, r1_zero, dr_grpo, dapo, rloo, reinforce_pp, reinforce_pp_baseline, gspo,
-    ppo (critic on); see docs/algorithms.md. Named here or in YAML, it sets the preset's values (beta, clip,
-    aggregation, ...) for every field you leave unset (preset < YAML < --key). Left unnamed: GRPO with the
-    defaults below (beta 0)."""
+    # --- algorithm: `algo` names a preset, which sets the fields below that you do not set ---
+    algo: str = DEFAULT_PRESET
+    """Algorithm preset: grpo_no_kl (the default: GRPO with beta 0), grpo (DeepSeekMath, beta 0.04), r1_zero,
+    dr_grpo, dapo, rloo, reinforce_pp, reinforce_pp_baseline, gspo, ppo (critic on); see docs/algorithms.md.
+    It sets the preset's values (beta, clip, aggregation, ...) for every field you leave unset
+    (defaults < preset < YAML < --key)."""
     steps: int = 60
     """Optimizer steps (each samples a fresh batch of prompts)."""
     prompts_per_step: int = 8
@@ -64,8 +86,10 @@ class TrainConfig(ComputeOptions):
     """Sampling temperature (training log-probs use the same temperature)."""
     top_p: float = 1.0
     """Nucleus sampling mass for training rollouts."""
-    advantage: str = ""
-    """Advantage estimator: '' (the preset's), grpo (group std), dr_grpo (no std), rloo, reinforce_pp, reinforce_pp_baseline."""
+    advantage: str = "grpo"
+    """Advantage estimator: grpo (group std), dr_grpo (no std), rloo, reinforce_pp, reinforce_pp_baseline; gae with use_critic."""
+    policy_loss: str = "token_clip"
+    """Policy loss: 'token_clip' (PPO's clipped surrogate per token) or 'gspo' (one clipped ratio per sequence)."""
     adv_eps: float = 1e-4
     """Epsilon added to the std in the advantage."""
     eps_low: float = 0.2
@@ -73,7 +97,11 @@ class TrainConfig(ComputeOptions):
     eps_high: float = 0.2
     """Upper clip range of the ratio: 1 + eps_high (DAPO's clip-higher uses 0.28)."""
     beta: float = 0.0
-    """KL coefficient (in the loss or the reward, as the preset places it); > 0 loads a frozen reference model."""
+    """KL coefficient (where kl_placement puts it); > 0 loads a frozen reference model."""
+    kl_estimator: str = "k3"
+    """Per-token KL estimator: k1 (log-ratio), k2 (half its square) or k3 (Schulman's unbiased, GRPO's)."""
+    kl_placement: str = "loss"
+    """'loss' (beta * KL added to the per-token loss, GRPO) or 'reward' (subtracted from the reward, RLOO, PPO)."""
     ref_reset_every: int = 0
     """Reset the reference model to the policy every K steps (0 = never)."""
     aggregation: str = "seq-mean-token-mean"
@@ -90,6 +118,10 @@ class TrainConfig(ComputeOptions):
     overlong_cache_frac: float = 0.0
     """DAPO soft overlong penalty: the last fraction of max_new_tokens where the reward falls linearly to -1 (0 = off; DAPO 0.2)."""
     # --- critic (PPO: --algo ppo) ---
+    use_critic: bool = False
+    """PPO's value model: advantages from GAE over its per-token values (needs advantage gae)."""
+    whiten_advantages: bool = False
+    """Normalise the GAE advantages over all completion tokens of the batch (critic only)."""
     critic_lr: float = 1e-5
     """Value model learning rate (constant; TinyZero and verl use 1e-5)."""
     critic_trunk: str = "separate"
@@ -139,7 +171,35 @@ class TrainConfig(ComputeOptions):
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
 
+    RULES: ClassVar[dict[str, str]] = {"temperature": "> 0"}
 
+    def __post_init__(self) -> None:
+        check_values(self)
+        algorithm = algo_preset(self)  # the function names and their combination
+        if self.group_size == 1 and not algorithm.use_critic and self.advantage in GROUP_BASELINES:
+            raise ValueError(f"group_size = 1 gives every completion advantage 0 with advantage {self.advantage!r} "
+                             f"(the baseline is its own group): use group_size >= 2, or an estimator without a "
+                             f"group baseline (reinforce_pp, or --algo ppo)")
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One ``--name`` (and ``--dashed-name``) option per field of ``cls``, its docstring as the help."""
+    docs = field_docs(cls)
+    group = parser.add_argument_group("config (each also settable in the YAML file)")
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                           help=f"{docs.get(f.name, '')} (default: {default!r})")
+
+
+def overrides_from(args: argparse.Namespace, cls=TrainConfig) -> dict:
+    """The fields of ``cls`` given on the command line (those :func:`add_config_args` left at None are absent)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+@functools.lru_cache(maxsize=None)
 def field_docs(cls=TrainConfig) -> dict[str, str]:
     """Field name -> the docstring written under it (base classes' fields included)."""
     docs = {}
@@ -156,11 +216,143 @@ def field_docs(cls=TrainConfig) -> dict[str, str]:
     return docs
 
 
+GROUP_BASELINES = ("grpo", "dr_grpo", "rloo", "reinforce_pp_baseline")
+"""Advantage estimators whose baseline is the prompt's own group: with G = 1 every advantage is 0."""
+
+RANGES: dict[str, str] = {
+    # every config: where to compute
+    "threads": ">= 0",
+    # generation
+    "steps": ">= 1", "prompts_per_step": ">= 1", "group_size": ">= 1", "max_new_tokens": ">= 1",
+    "temperature": ">= 0", "top_p": "(0, 1]",
+    # algorithm
+    "adv_eps": ">= 0", "eps_low": ">= 0", "eps_high": ">= 0", "beta": ">= 0", "ref_reset_every": ">= 0",
+    "mu": ">= 1", "mini_batches": ">= 1", "dynamic_sampling_max_rounds": ">= 0", "overlong_cache_frac": "[0, 1]",
+    "critic_lr": "> 0", "gamma": "[0, 1]", "lam": "[0, 1]", "value_clip": ">= 0",
+    # optimizer
+    "lr": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "micro_batch_size": ">= 1",
+    # evaluation, logging, checkpoints
+    "eval_every": ">= 0", "eval_size": ">= 0", "eval_max_new_tokens": ">= 0", "eval_samples": ">= 0",
+    "eval_temperature": ">= 0", "eval_top_p": "(0, 1]", "save_every": ">= 0", "stop_after": ">= 0", "seed": "any",
+    # SFT
+    "epochs": ">= 1", "max_steps": ">= 0", "batch_size": ">= 1", "max_length": ">= 1", "bucket_window": ">= 1",
+    # evaluation and rejection sampling
+    "n": ">= 0", "k": ">= 1", "prompts_per_batch": ">= 1", "n_prompts": ">= 0", "n_shots": ">= 0",
+    "min_reward": "any", "min_tokens": ">= 0", "max_tokens": ">= 0", "max_repetition": "[0, 1]",
+    "min_language_share": "[0, 1]", "max_per_prompt": ">= 0", "target_size": ">= 0",
+}
+"""Allowed range of every number in every config, by field name; a class narrows one with ``RULES``.
+0 means "off" or "all" where a field's docstring says so; temperature 0 is greedy (not for training)."""
+
+HINTS = {
+    "temperature": "temperature 0 (greedy) is for evaluation only: training needs G different completions",
+    "group_size": "GRPO's baseline is the mean of G >= 2 completions of the same prompt",
+    "steps": "a run of 0 steps learns nothing",
+    "max_new_tokens": "a completion needs at least one token",
+}
+"""What a rejected value would have done, added to the message."""
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dtype": DTYPES,
+    "critic_trunk": ("separate", "shared"),
+    "lr_schedule": ("constant", "linear", "cosine"),
+    "split": ("train", "heldout"),
+}
+"""Allowed values of every named choice that is not a registry name."""
+
+REGISTRY_NAMES = ("algo", "advantage", "policy_loss", "kl_estimator", "kl_placement", "aggregation")
+"""Names looked up in a registry (presets, estimators, losses), checked by :func:`get_preset` and
+:class:`grpokit.algo.Algorithm`, so a newly registered one is accepted."""
+
+FREE_TEXT = ("model", "task", "system_prompt", "out", "data", "prompt_key", "response_key", "correctness",
+             "verifier", "few_shot", "script")
+"""String fields checked where they are used (a model or task name, a path, a reward spec)."""
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _either(options) -> str:
+    quoted = [repr(o) for o in options]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _in_range(value: float, rule: str) -> bool:
+    if rule == "any":
+        return True
+    if rule.startswith((">", "<")):
+        op, bound = rule.split()
+        bound = float(bound)
+        return {">=": value >= bound, ">": value > bound, "<=": value <= bound, "<": value < bound}[op]
+    lo, hi = (float(x) for x in rule[1:-1].split(","))
+    return (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
+
+
+def check_values(cfg) -> None:
+    """Raise a ``ValueError`` naming the first field of ``cfg`` whose value is out of range or not a choice.
+
+    The message gives the field, the value, what is allowed and the field's own docstring.
+    """
+    rules = {**RANGES, **type(cfg).RULES}
+    for f in dataclasses.fields(cfg):
+        name, value = f.name, getattr(cfg, f.name)
+
+        def bad(allowed: str) -> ValueError:
+            doc = field_docs(type(cfg)).get(name, "").split("\n")[0]
+            hint = f"; {HINTS[name]}" if name in HINTS else ""
+            return ValueError(f"{name} must be {allowed}, got {value!r}{hint} ({name}: {doc})")
+
+        kind = _kind(f.type)
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise bad("true or false")
+        elif kind in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+                raise bad(f"a{'n integer' if kind is int else ' number'}")
+            if not math.isfinite(value):
+                raise bad("a finite number")
+            rule = rules.get(name)
+            if rule is None:
+                raise TypeError(f"{type(cfg).__name__}.{name} has no entry in grpokit.config.RANGES")
+            if not _in_range(value, rule):
+                raise bad(rule if rule[0] in "<>" else f"in {rule}")
+        elif kind is str:
+            if not isinstance(value, str):
+                raise bad("a string")
+            if name == "device":
+                if not _DEVICE.fullmatch(value):
+                    raise bad("'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+            elif name == "template":
+                if value not in TEMPLATES and "{prompt}" not in value:
+                    raise bad(f"{_either(TEMPLATES)} or a string containing {{prompt}}")
+            elif name in CHOICES:
+                if value not in CHOICES[name]:
+                    raise bad(_either(CHOICES[name]))
+            elif name == "algo":
+                get_preset(value)
+            elif name not in FREE_TEXT + REGISTRY_NAMES:
+                raise TypeError(f"{type(cfg).__name__}.{name} is in neither grpokit.config.CHOICES nor FREE_TEXT")
+        elif kind is dict and not isinstance(value, dict):
+            raise bad("a mapping, e.g. {key: value}")
+    if "adam_betas" in {f.name for f in dataclasses.fields(cfg)}:
+        betas = cfg.adam_betas
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+            raise ValueError(f"adam_betas must be two numbers in [0, 1), e.g. [0.9, 0.99], got {list(betas)!r}")
+    if "rewards" in {f.name for f in dataclasses.fields(cfg)}:
+        for spec, weight in cfg.rewards.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise ValueError(f"rewards: the weight of {spec!r} is {weight!r}; use a finite number, "
+                                 f"e.g. {{{spec}: 1.0}}")
+
+
+def _kind(tp: Any) -> Any:
+    if isinstance(tp, str):
+        return {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(tp, object)
+    return typing.get_origin(tp) or tp
+
+
 def _coerce(name: str, tp: Any, value: Any) -> Any:
     """Turn a YAML/CLI value into the field's type, or raise a clear error."""
-    origin = typing.get_origin(tp) or tp
-    if isinstance(tp, str):
-        origin = {"int": int, "float": float, "str": str, "bool": bool, "dict": dict, "tuple": tuple}.get(tp, str)
+    origin = _kind(tp)
     try:
         if origin is bool:
             if isinstance(value, str):
@@ -180,32 +372,55 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if origin is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return origin(value)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, yaml.YAMLError):
         raise ValueError(f"config {name!r}: cannot use {value!r} (expected {getattr(origin, '__name__', origin)})") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML file of ``key: value``; a broken file is a ``ValueError`` naming ``file:line``."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"config file {p} does not exist")
+    if p.is_dir():
+        raise ValueError(f"config file {p} is a directory: pass a YAML file, e.g. configs/quickstart.yaml")
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{p}:{line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the file as UTF-8") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{where}: not valid YAML ({what}); fix that line (a config is lines of key: value)") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{p}: a config file must be a mapping of key: value")
+    return loaded
 
 
 def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any] | None = None, base: dict | None = None):
     """Defaults <- preset <- ``base`` <- YAML file <- overrides; unknown keys are an error that lists the known ones.
 
-    The preset layer exists only when ``algo`` is given (in ``base``, YAML or overrides): then
-    :func:`preset_values` fills every field it maps that was not given explicitly.
+    For :class:`TrainConfig` the preset is the one ``algo`` names (in ``base``, YAML or
+    overrides), else :data:`DEFAULT_PRESET`: it fills every field it sets that was not given.
     """
     values: dict[str, Any] = dict(base or {})
     if yaml_path:
-        p = Path(yaml_path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: a config file must be a mapping of key: value")
-        values.update(loaded)
+        values.update(read_yaml(yaml_path))
     values.update(overrides or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}; known keys: {sorted(fields)}")
-    if cls is TrainConfig and "algo" in values:  # preset < base < YAML < overrides
-        values = {**preset_values(str(values["algo"])), **values}
+    if cls is TrainConfig:
+        if values.get("advantage") == "":  # config.yaml files of earlier versions: '' meant "the preset's"
+            del values["advantage"]
+        values = {**get_preset(str(values.get("algo", DEFAULT_PRESET))).values, **values}
     return cls(**{k: _coerce(k, fields[k].type, v) for k, v in values.items()})
 
 
@@ -214,48 +429,11 @@ def to_dict(cfg) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
-def preset_values(name: str) -> dict[str, Any]:
-    """The :class:`TrainConfig` values that algorithm preset ``name`` sets, in config terms.
+def algo_preset(cfg: TrainConfig) -> Algorithm:
+    """The :class:`grpokit.algo.Algorithm` a run executes: the config's fields of the same names.
 
-    Preset fields left ``None`` (the run's own lr, temperature, G, ...) are absent, so they keep
-    the config's defaults.
+    :func:`make` already laid ``cfg.algo``'s preset under the user's values, so this is a plain
+    copy (no renaming, no second set of defaults). Raises a clear ``ValueError`` for a bad combination.
     """
-    from grpokit.algo import get_preset
-
-    p = get_preset(name)
-    values: dict[str, Any] = {
-        "eps_low": p.eps_low, "eps_high": p.eps_high, "beta": p.beta, "aggregation": p.aggregation,
-        "adv_eps": p.adv_eps, "ref_reset_every": p.ref_reset_every or 0, "gamma": p.gamma, "lam": p.lam,
-        "value_clip": p.value_clip or 0.0, "dynamic_sampling_max_rounds": p.max_sampling_rounds if p.dynamic_sampling else 0,
-        "overlong_filter": p.overlong_filter, "overlong_cache_frac": p.overlong_cache_frac or 0.0,
-    }
-    optional = {"temperature": p.temperature, "group_size": p.num_generations, "lr": p.lr,
-                "mini_batches": p.mini_batches, "critic_lr": p.critic_lr}
-    values.update({k: v for k, v in optional.items() if v is not None})
-    return values
-
-
-def algo_preset(cfg: TrainConfig):
-    """The :class:`grpokit.algo.AlgoPreset` a run executes: ``cfg.algo``'s preset with the config's values.
-
-    The function names (estimator, loss, KL estimator and placement, critic on/off) come from the
-    preset; every constant comes from ``cfg``, which :func:`make` already filled from the preset
-    where the user set nothing. Raises a clear ``ValueError`` for an unknown name or a bad value.
-    """
-    from grpokit.algo import get_preset
-
-    if cfg.critic_trunk not in ("separate", "shared"):
-        raise ValueError(f"critic_trunk must be 'separate' or 'shared', got {cfg.critic_trunk!r}")
-    if cfg.mini_batches < 1 or cfg.mu < 1:
-        raise ValueError(f"mu and mini_batches must be >= 1, got mu={cfg.mu}, mini_batches={cfg.mini_batches}")
-    if cfg.dynamic_sampling_max_rounds < 0:
-        raise ValueError(f"dynamic_sampling_max_rounds must be >= 0 (0 = off), got {cfg.dynamic_sampling_max_rounds}")
-    p = get_preset(cfg.algo)
-    return p.replace(
-        advantage=cfg.advantage or p.advantage, eps_low=cfg.eps_low, eps_high=cfg.eps_high, beta=cfg.beta,
-        aggregation=cfg.aggregation, adv_eps=cfg.adv_eps, ref_reset_every=cfg.ref_reset_every or None,
-        temperature=cfg.temperature, num_generations=cfg.group_size, lr=cfg.lr, mini_batches=cfg.mini_batches,
-        critic_lr=cfg.critic_lr, gamma=cfg.gamma, lam=cfg.lam, value_clip=cfg.value_clip or None,
-        dynamic_sampling=cfg.dynamic_sampling_max_rounds > 0, max_sampling_rounds=max(1, cfg.dynamic_sampling_max_rounds),
-        overlong_filter=cfg.overlong_filter, overlong_cache_frac=cfg.overlong_cache_frac or None,
-    )
+    names = [f.name for f in dataclasses.fields(Algorithm) if f.name != "name"]
+    return Algorithm(name=cfg.algo, **{n: getattr(cfg, n) for n in names})

@@ -8,11 +8,15 @@ start loads in about a second.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -90,13 +94,100 @@ def resolve(spec: str | None) -> str:
         return str(out)
     p = Path(spec).expanduser()
     if p.exists():
-        if not (p / "config.json").exists():
-            raise ModelNotFound(f"{p} exists but holds no config.json: point --model at a Hugging Face model "
-                                f"folder (config.json + weights), e.g. a run's checkpoints/step_000010")
+        check_model_folder(p)
         return str(p)
-    if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1:
+    if _looks_like_path(spec):
         raise ModelNotFound(f"no model folder at {spec!r}: check the path, or use --model {DEFAULT_MODEL}")
+    if _offline() and not _in_hub_cache(spec):
+        raise ModelNotFound(
+            f"{spec!r} is neither a local folder nor an embedded model ({', '.join(ALIASES)}), and the Hugging Face "
+            f"hub is out of reach (offline) with nothing cached for it: check the spelling, use --model "
+            f"{DEFAULT_MODEL}, or download it once while online")
     return spec  # a hub id; load() turns a failure into a clear message
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json", "vocab.json", "spiece.model")
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A string no hub id can be (``./x``, ``a/b/c``, ``x.safetensors``), or one whose first part is a local folder."""
+    if spec.startswith((".", "/", "~")) or spec.endswith("/") or os.sep in spec and spec.count("/") != 1:
+        return True
+    if not _HUB_ID.fullmatch(spec) or spec.count("/") > 1:
+        return True
+    return "/" in spec and Path(spec.split("/")[0]).is_dir()  # runs/typo when ./runs exists
+
+
+def _offline(timeout: float = 3.0) -> bool:
+    """Offline by setting (``HF_HUB_OFFLINE``) or because the hub's host does not answer within ``timeout``."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return False
+    except OSError:
+        return True
+
+
+def _in_hub_cache(spec: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:  # not a valid repo id for the cache either
+        return False
+
+
+def check_model_folder(p: Path) -> None:
+    """A clear :class:`ModelNotFound` for a folder ``from_pretrained`` would fail on, without loading it:
+    no config.json, no weights, a corrupt safetensors file, no tokenizer."""
+    if not p.is_dir():
+        raise ModelNotFound(f"{p} is a file: point --model at the folder that holds it (config.json, weights, "
+                            f"tokenizer), e.g. a run's checkpoints/step_000010")
+    if not (p / "config.json").exists():
+        raise ModelNotFound(f"{p} exists but holds no config.json: point --model at a Hugging Face model "
+                            f"folder (config.json + weights), e.g. a run's checkpoints/step_000010")
+    weights = [w for w in _WEIGHTS if (p / w).exists()]
+    if not weights and not any(p.glob("*.safetensors")):
+        raise ModelNotFound(f"{p} holds a config.json but no weights ({' / '.join(_WEIGHTS[:2])}): the save did "
+                            f"not finish; use another checkpoint or save the model again")
+    for index in (p / "model.safetensors.index.json", p / "pytorch_model.bin.index.json"):
+        if index.exists():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (ValueError, KeyError, TypeError):
+                raise ModelNotFound(f"{index} is not a valid weight index: save the model again") from None
+            missing = [s for s in shards if not (p / s).exists()]
+            if missing:
+                raise ModelNotFound(f"{p} lacks weight shard(s) {missing[:3]} named in {index.name}: copy them there")
+    for f in sorted(p.glob("*.safetensors")):
+        _check_safetensors(f)
+    if not any((p / t).exists() for t in _TOKENIZER):
+        raise ModelNotFound(
+            f"{p} holds a model but no tokenizer ({' / '.join(_TOKENIZER[:3])}): copy the tokenizer files of "
+            f"the model it came from into it (grpokit's own checkpoints hold them), e.g. "
+            f"`cp BASE_MODEL/tokenizer* BASE_MODEL/special_tokens_map.json {p}/`")
+
+
+def _check_safetensors(f: Path) -> None:
+    """Read the header of a safetensors file: an 8-byte length, a JSON table, and data that ends where it says."""
+    size = f.stat().st_size
+    try:
+        with open(f, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            if size < 8 or n > min(size - 8, 100_000_000):
+                raise ValueError("the header is longer than the file")
+            header = json.loads(fh.read(n))
+        ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        if 8 + n + max(ends, default=0) > size:
+            raise ValueError(f"{size:,} bytes, but its tensors need {8 + n + max(ends):,}")
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise ModelNotFound(f"{f} is corrupt or truncated ({e}): copy or save it again "
+                            f"(a checkpoint interrupted mid-save; use an earlier checkpoint)") from None
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -114,14 +205,19 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+           "fp16": torch.float16, "float16": torch.float16}
+DTYPES = ("auto", *_DTYPES)
+"""The values ``--dtype`` accepts."""
+
+
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto``: bf16 on CUDA with bf16 support or on CPUs with native bf16, else fp32.
 
     (On a CPU without AVX-512 BF16/AMX, bf16 matmuls are emulated and ran ~50x slower than fp32.)
     """
     if dtype != "auto":
-        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+        return _DTYPES[dtype]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32

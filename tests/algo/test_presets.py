@@ -1,4 +1,7 @@
-"""Every preset: loss via the registries == an independent, plain-Python evaluation of its formula."""
+"""Every preset: loss via the registries == an independent, plain-Python evaluation of its formula.
+
+A preset is a set of config values; ``ALGOS[name]`` is the algorithm a run of ``--algo name`` executes.
+"""
 
 import ast
 import dataclasses
@@ -10,9 +13,12 @@ import textwrap
 import pytest
 import torch
 
+from grpokit.algo.algorithm import Algorithm
 from grpokit.algo.kl import sequence_kl
-from grpokit.algo.preset_table import PRESETS, get_preset
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.presets import PRESETS, Preset, get_preset
+from grpokit.config import algo_preset, make
+
+ALGOS = {name: algo_preset(make(overrides={"algo": name})) for name in PRESETS}
 
 B, G, T = 3, 4, 6
 N = B * G
@@ -130,7 +136,7 @@ def _batch(seed, step):
 @pytest.mark.parametrize("name", sorted(PRESETS))
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_preset_loss_matches_its_formula(name, seed):
-    p = PRESETS[name]
+    p = ALGOS[name]
     # GSPO's clip range is 4e-4: tiny policy moves so that some sequences clip and some do not
     step = 3e-4 if p.policy_loss == "gspo" else 0.3
     rewards, lengths, mask, old, logp, ref = _batch(seed, step)
@@ -180,38 +186,39 @@ def test_gspo_preset_batch_has_both_clipped_and_unclipped_sequences():
 def test_every_preset_is_documented():
     for name, p in PRESETS.items():
         assert p.name == name
-        assert "arXiv" in p.paper and len(p.notes) > 100, name
-    body = ast.parse(textwrap.dedent(inspect.getsource(AlgoPreset))).body[0].body
-    documented = {
-        stmt.target.id
-        for stmt, after in zip(body, body[1:])
-        if isinstance(stmt, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value.value, str)
-    }
-    assert documented == {f.name for f in dataclasses.fields(AlgoPreset)}  # a docstring under every field
+        assert "arXiv" in p.paper and len(p.notes) > 100 and p.equations, name
+    for cls in (Preset, Algorithm):
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+        documented = {
+            stmt.target.id
+            for stmt, after in zip(body, body[1:])
+            if isinstance(stmt, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value.value, str)
+        }
+        assert documented == {f.name for f in dataclasses.fields(cls)}  # a docstring under every field
 
 
 def test_paper_values():
-    assert (PRESETS["grpo"].beta, PRESETS["grpo"].kl_estimator, PRESETS["grpo"].kl_placement) == (0.04, "k3", "loss")
-    r1 = PRESETS["r1_zero"]
-    assert (r1.beta, r1.ref_reset_every, r1.temperature, r1.num_generations, r1.lr) == (0.001, 400, 1.0, 16, 3e-6)
-    dapo = PRESETS["dapo"]
+    assert (ALGOS["grpo"].beta, ALGOS["grpo"].kl_estimator, ALGOS["grpo"].kl_placement) == (0.04, "k3", "loss")
+    r1 = make(overrides={"algo": "r1_zero"})
+    assert (r1.beta, r1.ref_reset_every, r1.temperature, r1.group_size, r1.lr) == (0.001, 400, 1.0, 16, 3e-6)
+    dapo, dapo_cfg = ALGOS["dapo"], make(overrides={"algo": "dapo"})
     assert (dapo.eps_low, dapo.eps_high, dapo.beta, dapo.aggregation) == (0.2, 0.28, 0.0, "token-mean")
-    assert dapo.dynamic_sampling and dapo.overlong_filter and dapo.overlong_cache_tokens(20480) == 4096
-    assert (PRESETS["gspo"].eps_low, PRESETS["gspo"].eps_high) == (3e-4, 4e-4)
-    assert PRESETS["dr_grpo"].aggregation == "constant" and PRESETS["dr_grpo"].beta == 0
-    ppo = PRESETS["ppo"]
+    assert dapo_cfg.dynamic_sampling_max_rounds and dapo.overlong_filter and dapo.overlong_cache_tokens(20480) == 4096
+    assert (ALGOS["gspo"].eps_low, ALGOS["gspo"].eps_high) == (3e-4, 4e-4)
+    assert ALGOS["dr_grpo"].aggregation == "constant" and ALGOS["dr_grpo"].beta == 0
+    ppo = ALGOS["ppo"]
     assert ppo.use_critic and (ppo.critic_lr, ppo.gamma, ppo.lam) == (1e-5, 1.0, 0.95)
-    assert sum(p.use_critic for p in PRESETS.values()) == 1
+    assert sum(p.use_critic for p in ALGOS.values()) == 1
 
 
 def test_kl_placement_routes_beta():
-    assert (PRESETS["grpo"].loss_beta, PRESETS["grpo"].reward_beta) == (0.04, 0.0)
-    assert (PRESETS["rloo"].loss_beta, PRESETS["rloo"].reward_beta) == (0.0, 0.05)
-    assert not PRESETS["dapo"].needs_reference and PRESETS["ppo"].needs_reference
+    assert (ALGOS["grpo"].loss_beta, ALGOS["grpo"].reward_beta) == (0.04, 0.0)
+    assert (ALGOS["rloo"].loss_beta, ALGOS["rloo"].reward_beta) == (0.0, 0.05)
+    assert not ALGOS["dapo"].needs_reference and ALGOS["ppo"].needs_reference
 
 
 def test_invalid_presets_fail_clearly():
-    grpo = get_preset("grpo")
+    grpo = ALGOS["grpo"]
     with pytest.raises(ValueError, match="advantage 'gae' is not registered"):
         grpo.replace(advantage="gae")
     with pytest.raises(ValueError, match="use_critic needs advantage='gae'"):
@@ -226,8 +233,8 @@ def test_invalid_presets_fail_clearly():
 
 def test_reward_kl_presets_demand_the_sequence_kl():
     with pytest.raises(ValueError, match="seq_kl"):
-        PRESETS["rloo"].advantages(torch.ones(2, 2))
+        ALGOS["rloo"].advantages(torch.ones(2, 2))
     with pytest.raises(ValueError, match="critic_advantages"):
-        PRESETS["ppo"].advantages(torch.ones(2, 2))
+        ALGOS["ppo"].advantages(torch.ones(2, 2))
     with pytest.raises(ValueError, match="token_kl"):
-        PRESETS["ppo"].critic_advantages(torch.ones(2), torch.zeros(2, 3), torch.ones(2, 3))
+        ALGOS["ppo"].critic_advantages(torch.ones(2), torch.zeros(2, 3), torch.ones(2, 3))

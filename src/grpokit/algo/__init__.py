@@ -1,10 +1,10 @@
 """Pure math of GRPO and its relatives: tensors in, tensors out.
 
-No I/O, no config objects (except the preset dataclasses in :mod:`grpokit.algo.presets`), no
+No I/O, no config objects (the resolved :class:`Algorithm` and the preset table are plain records), no
 ``.item()`` on hot paths, no distributed calls. Every choice on which implementations disagree is
 an explicit argument with a documented default. Variants are registered functions looked up by
 name: :data:`ADVANTAGE_ESTIMATORS`, :data:`POLICY_LOSSES`, :data:`KL_ESTIMATORS`, and the preset
-table :data:`PRESETS`.
+table :data:`PRESETS` (named sets of config values).
 """
 
 from grpokit.algo.advantages import (
@@ -26,8 +26,8 @@ from grpokit.algo.losses import (
     step_normalizer,
 )
 from grpokit.algo.ppo import gae, masked_whiten, token_rewards, value_loss
-from grpokit.algo.preset_table import PRESETS, get_preset, register_preset
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.algorithm import Algorithm
+from grpokit.algo.presets import DEFAULT_PRESET, PRESETS, Preset, get_preset, register_preset
 from grpokit.algo.process import process_advantages
 from grpokit.algo.selection import informative_groups, skippable_sequences
 from grpokit.algo.shaping import overlong_filter, overlong_penalty
@@ -36,8 +36,10 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "KL_ESTIMATORS",
     "POLICY_LOSSES",
+    "DEFAULT_PRESET",
     "PRESETS",
-    "AlgoPreset",
+    "Algorithm",
+    "Preset",
     "aggregate",
     "gae",
     "get_advantage_estimator",

@@ -12,6 +12,7 @@ registered with ``register_prefix``.
 from __future__ import annotations
 
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -85,16 +86,43 @@ def task_names() -> list[str]:
     return sorted(_REGISTRY) + [f"{p}:<name>" for p in sorted(_PREFIXES)]
 
 
-def load_task(name: str, **options: Any) -> Task:
-    """A registered task by name, a ``prefix:rest`` name, or a ``.jsonl`` / ``.parquet`` file of rows."""
+def _factory(name: str) -> tuple[TaskFactory, tuple]:
+    """The factory serving task ``name`` and the positional arguments it gets before the options."""
     _load_sources()
     if name.endswith((".jsonl", ".json", ".parquet")):
-        return _REGISTRY["file"](path=name, **options)
+        return _REGISTRY["file"], ()
     if name in _REGISTRY:
-        return _REGISTRY[name](**options)
+        return _REGISTRY[name], ()
     prefix, sep, rest = name.partition(":")
     if sep and prefix in _PREFIXES:
         if not rest:
             raise ValueError(f"task {name!r}: name what follows '{prefix}:', e.g. {prefix}:<name>")
-        return _PREFIXES[prefix](rest, **options)
+        return _PREFIXES[prefix], (rest,)
     raise ValueError(f"unknown task {name!r}: use one of {task_names()} or a .jsonl/.parquet path")
+
+
+def check_task_options(name: str, options: dict[str, Any]) -> None:
+    """Raise a ``ValueError`` listing the options task ``name`` does not take (and those it does),
+    without loading any data."""
+    factory, args = _factory(name)
+    params = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    fixed = {"path"} if name.endswith((".jsonl", ".json", ".parquet")) else set()
+    known = [p for i, p in enumerate(params) if i >= len(args) and p not in fixed]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"task {name!r} has no option(s) {unknown}; its options are {known} "
+                         f"(set them with task_options, e.g. {{{known[0] if known else 'option'}: ...}})")
+
+
+def load_task(name: str, **options: Any) -> Task:
+    """A registered task by name, a ``prefix:rest`` name, or a ``.jsonl`` / ``.parquet`` file of rows.
+
+    Unknown options are an error that lists the task's own (checked before any data is read).
+    """
+    factory, args = _factory(name)
+    check_task_options(name, options)
+    if name.endswith((".jsonl", ".json", ".parquet")):
+        return factory(path=name, **options)
+    return factory(*args, **options)

@@ -5,8 +5,9 @@ Columns are mapped with ``question_key`` / ``answer_key`` and ``columns`` (a ren
 functions unchanged. A ``data_source`` column routes each row to its rewards (the default reward
 is then ``routed``), so one file can mix math and code.
 
-Bad rows (no question, a missing or ill-typed answer, malformed code tests) are reported with
-their file and line. ``on_bad_row="error"`` (the default) stops with the list; ``"skip"`` drops
+Bad rows (no question, a question longer than ``max_question_chars``, a missing or ill-typed
+answer, malformed code tests, a line that is not UTF-8 or not JSON) are reported with their file
+and line. ``on_bad_row="error"`` (the default) stops with the list; ``"skip"`` drops
 them with a warning and records them in ``task.meta["bad_rows"]``. They are never trained on.
 """
 
@@ -25,6 +26,9 @@ from grpokit.tasks.conversational import check_conversation, episode_env, questi
 
 log = logging.getLogger(__name__)
 ON_BAD_ROW = ("error", "skip")
+MAX_QUESTION_CHARS = 100_000
+"""Default cap on a question's length: ~25k tokens, far above any benchmark's prompts; a row past
+it is almost always a broken export (a whole document in one cell)."""
 
 
 @dataclass(frozen=True)
@@ -38,38 +42,59 @@ class BadRow:
         return f"{self.where}: {self.reason}"
 
 
+def check_data_file(path: Path, what: str = "task file") -> None:
+    """A clear error when ``path`` is missing or a directory (before anything is read)."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{what} {path} is a directory: point at a .jsonl, .json or .parquet file inside it")
+
+
 def read_rows(path: Path) -> Iterable[tuple[str, Any]]:
-    """``(location, row)`` pairs; a line that is not JSON is yielded as an error string row."""
+    """``(location, row)`` pairs; a line that is not UTF-8 or not JSON is yielded as an error string row."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         for i, row in enumerate(pq.read_table(path).to_pylist(), 1):
             yield f"{path} row {i}", row
         return
-    with open(path, encoding="utf-8") as f:
-        if path.suffix == ".json" and f.read(1) == "[":  # a JSON array of rows
+    with open(path, "rb") as f:
+        if path.suffix == ".json" and f.read(1) == b"[":  # a JSON array of rows
             f.seek(0)
-            for i, row in enumerate(json.load(f), 1):
+            raw = f.read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = raw[:e.start].count(b"\n") + 1
+                raise ValueError(f"{path}:{line}: not UTF-8 text; save the file as UTF-8") from None
+            for i, row in enumerate(json.loads(text), 1):
                 yield f"{path} item {i}", row
             return
         f.seek(0)
-        for lineno, line in enumerate(f, 1):
+        for lineno, raw_line in enumerate(f, 1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                yield f"{path}:{lineno}", _NotJson(f"not UTF-8 text (byte {raw_line[e.start]:#04x} at column {e.start + 1}); "
+                                                   f"save the file as UTF-8")
+                continue
             if not line.strip():
                 continue
             try:
                 yield f"{path}:{lineno}", json.loads(line)
             except json.JSONDecodeError as e:
-                yield f"{path}:{lineno}", _NotJson(e.msg)
+                yield f"{path}:{lineno}", _NotJson(f"not valid JSON ({e.msg}); fix or remove that line")
 
 
 class _NotJson(str):
-    pass
+    """A line that could not be read, with the reason."""
 
 
-def _check_row(row: Any, question_key: str, answer_key: str | None) -> str | None:
+def _check_row(row: Any, question_key: str, answer_key: str | None,
+               max_question_chars: int = MAX_QUESTION_CHARS) -> str | None:
     """Why ``row`` cannot be used, or None when it is fine."""
     if isinstance(row, _NotJson):
-        return f"not valid JSON ({row}); fix or remove that line"
+        return str(row)
     if not isinstance(row, dict):
         return f"a row must be an object with columns, got {type(row).__name__}"
     bad_conv = check_conversation(row)
@@ -78,6 +103,9 @@ def _check_row(row: Any, question_key: str, answer_key: str | None) -> str | Non
     q = row.get(question_key) if question_key in row else question_of(row)
     if not isinstance(q, str) or not q.strip():
         return f"column {question_key!r} must be a non-empty string (columns: {sorted(row)})"
+    if len(q) > max_question_chars:
+        return (f"the question has {len(q):,} characters, more than max_question_chars={max_question_chars:,}; "
+                f"check the row, or raise the cap with task_options {{max_question_chars: N}}")
     if row.get("tests") is not None:
         from grpokit.rewards.code import parse_tests
 
@@ -104,13 +132,14 @@ def _check_row(row: Any, question_key: str, answer_key: str | None) -> str | Non
 
 def rows_to_examples(rows: Iterable[tuple[str, Any]], prefix: str, question_key: str = "question",
                      answer_key: str | None = "answer", columns: dict[str, str] | None = None,
-                     data_source: str | None = None) -> tuple[list[Example], list[BadRow]]:
+                     data_source: str | None = None,
+                     max_question_chars: int = MAX_QUESTION_CHARS) -> tuple[list[Example], list[BadRow]]:
     """Validated examples and the rejected rows. ``columns`` renames columns before anything else."""
     examples, bad = [], []
     for i, (where, row) in enumerate(rows):
         if columns and isinstance(row, dict):
             row = {columns.get(k, k): v for k, v in row.items()}
-        reason = _check_row(row, question_key, answer_key)
+        reason = _check_row(row, question_key, answer_key, max_question_chars)
         if reason:
             bad.append(BadRow(where, reason))
             continue
@@ -167,21 +196,22 @@ def random_split(examples: list[Example], heldout_size: int, seed: int) -> tuple
 def from_file(path: str, question_key: str = "question", answer_key: str | None = "answer",
               heldout_path: str | None = None, heldout_size: int = 100, seed: int = 0,
               rewards: dict | None = None, instruction: str = "", columns: dict[str, str] | None = None,
-              data_source: str | None = None, on_bad_row: str = "error", tools: list | None = None) -> Task:
+              data_source: str | None = None, on_bad_row: str = "error",
+              max_question_chars: int = MAX_QUESTION_CHARS, tools: list | None = None) -> Task:
     """Rows ``{question_key: str, answer_key: ...}`` from a ``.jsonl``, ``.json`` or ``.parquet`` file.
 
     Conversational rows (``prompt``/``messages`` lists, optional ``tools``) are read too
     (``tasks.conversational``); ``tools`` gives every row those tools (multi-turn episodes).
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"task file {p} does not exist")
-    kw = dict(question_key=question_key, answer_key=answer_key, columns=columns, data_source=data_source)
+    check_data_file(p)
+    if heldout_path:
+        check_data_file(Path(heldout_path), "held-out file")
+    kw = dict(question_key=question_key, answer_key=answer_key, columns=columns, data_source=data_source,
+              max_question_chars=max_question_chars)
     rows, bad = rows_to_examples(read_rows(p), p.stem, **kw)
     if heldout_path:
         hp = Path(heldout_path)
-        if not hp.exists():
-            raise FileNotFoundError(f"held-out file {hp} does not exist")
         heldout, bad_h = rows_to_examples(read_rows(hp), f"{hp.stem}-heldout", **kw)
         bad += bad_h
         train = rows
