@@ -209,3 +209,19 @@ def test_episode_engine_finds_rows_by_their_rendered_prompt(tok):
     assert r.completions == ["two", "two", "one", "one"]
     with pytest.raises(ValueError, match="matches no row"):
         ee.generate(["Q: charlie"], 1, SamplingParams(max_new_tokens=8))
+
+
+def test_a_reset_that_varies_within_a_group_is_refused(tok):
+    import itertools
+
+    counter = itertools.count()
+
+    class Moody(ToolEnv):
+        def reset(self, example):
+            start = super().reset(example)
+            start.messages[-1]["content"] += f" ({next(counter)})"
+            return start
+
+    eng = Scripted(tok, {"q": [_ids(tok, "a") + [tok.eos_token_id]] * 2})
+    with pytest.raises(ValueError, match="different first contexts"):
+        run_episodes(eng, tok, lambda: Moody([]), [Example("q", "q", "1")], 2, SamplingParams(max_new_tokens=4))

@@ -13,8 +13,9 @@ episode (so it may keep state)::
 Two adapters let environments written for other libraries run unchanged:
 
 - :class:`TRLEnvironment` takes a TRL ``environment_factory`` class: ``reset(**row) -> str | None``
-  (the text is appended to the last user message), and every public method with a docstring is a
-  tool. The episode ends when the model answers without a tool call.
+  (the text is appended to the last user message), and every other public method is a tool. The
+  episode ends when the model answers without a tool call. (TRL also hands the environment objects
+  to reward functions as ``environments=``; grpokit's rewards see the episode's text only.)
 - :class:`VerifiersEnvironment` takes an object with verifiers' ``MultiTurnEnv`` hooks,
   ``env_response(messages, state)`` and ``is_completed(messages, state)`` (sync or ``async``;
   ``env_response`` may return messages or ``(messages, state)``).
@@ -133,8 +134,8 @@ class TRLEnvironment:
 
     def reset(self, example: Example) -> Start:
         obj = self.factory()
-        methods = [getattr(obj, n) for n in dir(obj) if not n.startswith("_") and n != "reset"
-                   and callable(getattr(obj, n)) and inspect.getdoc(getattr(obj, n))]
+        # As TRL: every public method but reset is a tool (its schema needs type hints and an Args: docstring).
+        methods = [getattr(obj, n) for n in dir(obj) if not n.startswith("_") and n != "reset" and callable(getattr(obj, n))]
         self.tools = {t.name: t for t in (from_function(m, timeout_s=self.timeout_s) for m in methods)}
         messages = initial_messages(example, self.question(example) if self.question else None)
         obs = obj.reset(**{"question": example.question, **example.reward_columns()}) if hasattr(obj, "reset") else None

@@ -162,6 +162,11 @@ def run_episodes(engine, tokenizer, make_env: Callable[[], Any], examples: list[
             start = env.reset(ex)
             text = render_start(tokenizer, start.messages, start.tools, native)
             eps.append(_Live(env, start, tokenizer(text, add_special_tokens=False)["input_ids"]))
+    for b in range(len(examples)):  # the trainer computes a group's shared prompt once (train.batch.group_logprobs)
+        if any(eps[b * n + g].prompt_ids != eps[b * n].prompt_ids for g in range(1, n)):
+            raise ValueError(f"the environment's reset gave the {n} episodes of example {examples[b].id!r} different "
+                             "first contexts; GRPO compares episodes of one prompt, so reset must depend on the row only "
+                             "(put what varies into the environment's first answer)")
     prompts = [tokenizer.decode(e.prompt_ids, skip_special_tokens=False) for e in eps]
     live = list(range(len(eps)))
     for turn in range(limits.max_turns):
