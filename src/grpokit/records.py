@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +115,7 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
     P = max(r.prompt_ids.shape[1] for r in parts)
     T = max(r.completion_ids.shape[1] for r in parts)
     logps = [r.sample_logp for r in parts]
-    return Rollout(
+    return _like(parts, None,
         prompt_ids=torch.cat([_pad(r.prompt_ids, P, True) for r in parts]),
         prompt_mask=torch.cat([_pad(r.prompt_mask, P, True) for r in parts]),
         completion_ids=torch.cat([_pad(r.completion_ids, T, False) for r in parts]),
@@ -128,12 +130,25 @@ def concat_rollouts(parts: list[Rollout]) -> Rollout:
 def select_rows(r: Rollout, rows: list[int]) -> Rollout:
     """The rollout restricted to ``rows`` (in that order)."""
     idx = torch.tensor(rows, dtype=torch.long)
-    return Rollout(
+    return _like([r], rows,
         prompt_ids=r.prompt_ids[idx], prompt_mask=r.prompt_mask[idx], completion_ids=r.completion_ids[idx],
         completion_mask=r.completion_mask[idx], truncated=r.truncated[idx], prompts=[r.prompts[i] for i in rows],
         completions=[r.completions[i] for i in rows],
         sample_logp=None if r.sample_logp is None else r.sample_logp[idx],
     )
+
+
+def _like(parts: list[Rollout], rows: list[int] | None, **fields) -> Rollout:
+    """A Rollout of ``fields``, or of the parts' own subclass when they share one: the per-row lists a
+    subclass adds (a multi-turn rollout's episodes and transcripts) are concatenated, or taken at ``rows``."""
+    cls = type(parts[0])
+    if cls is Rollout or any(type(p) is not cls for p in parts):
+        return Rollout(**fields)
+    for f in dataclasses.fields(cls):
+        if f.name not in fields:
+            joined = [x for p in parts for x in getattr(p, f.name)]
+            fields[f.name] = joined if rows is None else [joined[i] for i in rows]
+    return cls(**fields)
 
 
 def select_scores(s: Scores, rows: list[int]) -> Scores:

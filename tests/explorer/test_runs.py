@@ -131,3 +131,18 @@ def test_group_view_rejects_malformed_records():
     g = group_view(0, {"completions": [{"text": "a", "reward": None, "rewards": {"math": None}},
                                        {"text": "b", "reward": 1.0, "rewards": {"math": 1.0}}]})
     assert [c["valid"] for c in g["completions"]] == [False, True] and g["advantages_group"] == [0.0, 0.0]
+
+
+def test_episodes_reach_the_group_view():
+    from grpokit.explorer.runs import group_view
+
+    ep = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "<tool>calculator: 1+1</tool>"},
+                       {"role": "tool", "name": "calculator", "content": "2"}, {"role": "assistant", "content": "2"}],
+          "spans": [["model", 0, 5], ["env", 5, 9], ["model", 9, 11]], "turns": 2, "tool_calls": 1, "tool_errors": 0,
+          "malformed_calls": 0, "end": "no_tool_call", "transcript": "..."}
+    rec = {"completions": [{"text": "2", "reward": 1.0, "rewards": {"final_number": 1.0}, "episode": ep},
+                           {"text": "3", "reward": 0.0, "rewards": {"final_number": 0.0}}]}
+    v = group_view(0, rec)
+    got = v["completions"][0]["episode"]
+    assert got["spans"] == ep["spans"] and got["messages"][2] == {"role": "tool", "name": "calculator", "content": "2"}
+    assert got["end"] == "no_tool_call" and "episode" not in v["completions"][1]

@@ -11,6 +11,7 @@ and 95% interval on stdout, and with ``--out DIR`` the files of
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--out", default=None,
                    help="write summary.json, summary.txt, per_question.jsonl, per_sample.jsonl, settings.json here")
     e.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    e.add_argument("--no-tools", dest="tools", action="store_false",
+                   help="multi-turn tool tasks (e.g. calculator_mul): answer in one turn without the tools and "
+                        "without the tool instruction (the no-tool baseline on the same questions)")
 
 
 def _parse_ks(text: str) -> tuple[int, ...]:
@@ -116,7 +120,17 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tok = models.load(model_path, device=args.device, dtype=args.dtype)
-    res = evaluate(HFEngine(model, tok), tok, task, examples, settings, correctness=args.correctness)
+    engine = HFEngine(model, tok)
+    if task.env is not None and not args.tools:  # the same questions, one turn, no tool and no word of one
+        task = dataclasses.replace(task, env=None, instruction="")
+    if task.env is not None:  # a multi-turn task: each question runs as an episode, as in training
+        from grpokit.rollout import render
+        from grpokit.rollout.multiturn import EpisodeEngine
+
+        engine = EpisodeEngine.for_task(engine, tok, task, lambda ex: render(tok, task.question_text(ex), settings.template,
+                                                                              settings.system or None))
+    res = evaluate(engine, tok, task, examples, settings, correctness=args.correctness)
+    res.summary["tools"] = task.env is not None
     res.summary.update({"model": args.model, "checkpoint": model_path if model_path != args.model else None,
                         "split": args.split})
 

@@ -82,6 +82,12 @@ PLOTS: tuple[Plot, ...] = (
     Plot("format", "Format compliance and truncation", "share of completions",
          (Series(("behaviour/format_rate",), "format ok"), Series(("completions/truncated_frac",), "truncated")),
          ylim=(-0.02, 1.02)),
+    Plot("episodes", "Multi-turn episodes: tool use", "share of episodes / calls",
+         (Series(("episodes/tool_call_rate",), "tool-call rate"), Series(("episodes/tool_error_rate",), "tool-error rate")),
+         ylim=(-0.02, 1.02)),
+    Plot("turns", "Turns per episode", "turns", (Series(("episodes/turns_mean",), "turns"),)),
+    Plot("reward_turns", "Mean reward of episodes by their number of turns", "reward",
+         (Series(pattern=r"^episodes/reward_at_turns/(\d+)$"),)),
     Plot("time", "Time per step by phase", "seconds",
          (Series(("time/generate",), "generate"), Series(("time/reward",), "reward"),
           Series(("time/update",), "update"), Series(("time/weight_sync",), "weight sync"),
@@ -91,7 +97,8 @@ PLOTS: tuple[Plot, ...] = (
 FINAL_KEYS = ("reward/mean", "completions/mean_length", "behaviour/length_correct_mean", "behaviour/length_wrong_mean",
               "behaviour/reflection_per_1k", "behaviour/format_rate", "behaviour/cjk_frac", "behaviour/repetition",
               "policy/entropy", "loss/kl", "loss/clip_low_frac", "loss/clip_high_frac", "completions/truncated_frac",
-              "groups/zero_std_frac", "throughput/tokens_per_s", "mismatch/kl", "mismatch/ratio_max")
+              "groups/zero_std_frac", "throughput/tokens_per_s", "mismatch/kl", "mismatch/ratio_max",
+              "episodes/tool_call_rate", "episodes/tool_error_rate", "episodes/turns_mean")
 PHASES = ("time/generate", "time/reward", "time/update", "time/weight_sync", "time/eval")
 _STYLES = ("-", "--", ":", "-.")
 

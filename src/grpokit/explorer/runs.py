@@ -371,6 +371,15 @@ def _is_format_failure(c: dict) -> bool:
     return c.get("extracted") is None
 
 
+def _episode(ep: dict) -> dict[str, Any]:
+    """An episode's turns (role, tool name, text) and spans, the fields the completion dialog draws."""
+    msgs = [{"role": str(m.get("role")), "name": m.get("name"), "content": str(m.get("content", ""))}
+            for m in ep.get("messages") or [] if isinstance(m, dict)]
+    spans = [[str(k), int(a), int(b)] for k, a, b in ep.get("spans") or []]
+    counts = {k: ep.get(k) for k in ("turns", "tool_calls", "tool_errors", "malformed_calls", "end")}
+    return {"messages": msgs, "spans": spans, **counts}
+
+
 def group_view(index: int, rec: dict) -> dict[str, Any]:
     """One rollout-dump line -> the fields the page draws, with the flags its filters use."""
     if not isinstance(rec, dict):
@@ -391,7 +400,9 @@ def group_view(index: int, rec: dict) -> dict[str, Any]:
                       "rewards": {str(k): _num(v) for k, v in rewards.items()}, "reward": reward,
                       "valid": valid, "advantage": _num(c.get("advantage")),
                       "extracted": None if c.get("extracted") is None else str(c.get("extracted")),
-                      "value": _num(c.get("value"))})
+                      "value": _num(c.get("value")),
+                      # multi-turn runs: the conversation and its trained / masked token spans (docs/multiturn.md)
+                      **({"episode": _episode(c["episode"])} if isinstance(c.get("episode"), dict) else {})})
     for c in out_c:
         c["format_failure"] = _is_format_failure(c)
     valid_r = [c["reward"] for c in out_c if c["valid"]]

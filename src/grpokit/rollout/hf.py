@@ -73,7 +73,9 @@ class HFEngine:
         self.model = model
 
     def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return self._left_pad([self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts])
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -82,14 +84,26 @@ class HFEngine:
             mask[i, width - len(r):] = 1
         return ids, mask
 
-    @torch.inference_mode()
     def generate(self, prompts: list[str], n: int, params: SamplingParams, generator: torch.Generator | None = None) -> Rollout:
+        return self._generate(*self._tokenize(prompts), prompts, n, params, generator)
+
+    def generate_ids(self, rows: list[list[int]], n: int, params: SamplingParams,
+                     generator: torch.Generator | None = None) -> Rollout:
+        """As :meth:`generate`, continuing token ids as they are (no re-tokenising of decoded text).
+
+        Multi-turn episodes (``grpokit.rollout.multiturn``) use it so that each turn continues
+        exactly the ids sampled so far; ``Rollout.prompts`` holds the decoded contexts.
+        """
+        prompts = self.tokenizer.batch_decode(rows, skip_special_tokens=False)
+        return self._generate(*self._left_pad(rows), prompts, n, params, generator)
+
+    @torch.inference_mode()
+    def _generate(self, ids, mask, prompts, n, params, generator) -> Rollout:
         model = self.model
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
         try:
-            ids, mask = self._tokenize(prompts)  # [B, P]
             ids, mask = ids.to(device), mask.to(device)
             index = torch.arange(len(prompts), device=device).repeat_interleave(n)  # [N]
             step = self._fast_steps if self.fast else self._hf_steps

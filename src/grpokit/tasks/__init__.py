@@ -24,7 +24,7 @@ _PREFIXES: dict[str, TaskFactory] = {}
 # Modules whose import registers task sources (imported lazily, on first lookup).
 _SOURCE_MODULES = ("grpokit.tasks.arith", "grpokit.tasks.files", "grpokit.tasks.gym", "grpokit.tasks.countdown",
                    "grpokit.tasks.gsm8k", "grpokit.tasks.humaneval", "grpokit.tasks.hf",
-                   "grpokit.tasks.word_problems")
+                   "grpokit.tasks.word_problems", "grpokit.tasks.tool_arith")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,9 @@ class Task:
         instruction: appended to each question when the prompt is rendered (tells the model where
             to put its answer, matching the grader's ``answer_region``).
         correctness: the reward name whose value 1.0 means "correct"; accuracy is measured with it.
+        env: for multi-turn tasks, a factory of one environment per episode (``grpokit.envs``);
+            the trainer then runs each prompt as an episode (``grpokit.rollout.multiturn``).
+            ``meta["episode"]`` may hold ``max_turns`` / ``max_episode_tokens``.
     """
 
     name: str
@@ -48,6 +51,7 @@ class Task:
     instruction: str = ""
     correctness: str = "math"
     meta: dict[str, Any] = field(default_factory=dict)
+    env: Callable[[], Any] | None = None
 
     def question_text(self, ex: Example) -> str:
         return f"{ex.question} {self.instruction}".strip() if self.instruction else ex.question

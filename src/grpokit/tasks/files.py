@@ -22,6 +22,7 @@ from typing import Any, Iterable
 
 from grpokit.records import Example
 from grpokit.tasks import Task, register
+from grpokit.tasks.conversational import check_conversation, episode_env, question_of
 
 log = logging.getLogger(__name__)
 ON_BAD_ROW = ("error", "skip")
@@ -100,7 +101,10 @@ def _check_row(row: Any, question_key: str, answer_key: str | None,
         return str(row)
     if not isinstance(row, dict):
         return f"a row must be an object with columns, got {type(row).__name__}"
-    q = row.get(question_key)
+    bad_conv = check_conversation(row)
+    if bad_conv:
+        return bad_conv
+    q = row.get(question_key) if question_key in row else question_of(row)
     if not isinstance(q, str) or not q.strip():
         return f"column {question_key!r} must be a non-empty string (columns: {sorted(row)})"
     if len(q) > max_question_chars:
@@ -147,7 +151,8 @@ def rows_to_examples(rows: Iterable[tuple[str, Any]], prefix: str, question_key:
         if data_source is not None:
             cols["data_source"] = data_source
         answer = row.get(answer_key) if answer_key else None
-        examples.append(Example(id=f"{prefix}-{i}", question=row[question_key], answer=answer, columns=cols))
+        question = row[question_key] if question_key in row else question_of(row)  # conversational rows: last user message
+        examples.append(Example(id=f"{prefix}-{i}", question=question, answer=answer, columns=cols))
     return examples, bad
 
 
@@ -171,7 +176,7 @@ def default_rewards(examples: list[Example]) -> tuple[dict[str, float], str]:
 
 
 def make_task(name: str, train: list[Example], heldout: list[Example], bad: list[BadRow],
-              rewards: dict[str, float] | None, instruction: str, meta: dict[str, Any]) -> Task:
+              rewards: dict[str, float] | None, instruction: str, meta: dict[str, Any], tools: list | None = None) -> Task:
     if not train and not heldout:
         raise ValueError(f"task {name!r} has no usable rows")
     if rewards is None:
@@ -179,7 +184,8 @@ def make_task(name: str, train: list[Example], heldout: list[Example], bad: list
     else:
         correctness = next(iter(rewards))
     return Task(name=name, train=train, heldout=heldout, rewards=rewards, instruction=instruction,
-                correctness=correctness, meta={**meta, "bad_rows": [str(b) for b in bad]})
+                correctness=correctness, meta={**meta, "bad_rows": [str(b) for b in bad]},
+                env=episode_env(train + heldout, tools, instruction))
 
 
 def random_split(examples: list[Example], heldout_size: int, seed: int) -> tuple[list[Example], list[Example]]:
@@ -195,8 +201,12 @@ def from_file(path: str, question_key: str = "question", answer_key: str | None 
               heldout_path: str | None = None, heldout_size: int = 100, seed: int = 0,
               rewards: dict | None = None, instruction: str = "", columns: dict[str, str] | None = None,
               data_source: str | None = None, on_bad_row: str = "error",
-              max_question_chars: int = MAX_QUESTION_CHARS) -> Task:
-    """Rows ``{question_key: str, answer_key: ...}`` from a ``.jsonl``, ``.json`` or ``.parquet`` file."""
+              max_question_chars: int = MAX_QUESTION_CHARS, tools: list | None = None) -> Task:
+    """Rows ``{question_key: str, answer_key: ...}`` from a ``.jsonl``, ``.json`` or ``.parquet`` file.
+
+    Conversational rows (``prompt``/``messages`` lists, optional ``tools``) are read too
+    (``tasks.conversational``); ``tools`` gives every row those tools (multi-turn episodes).
+    """
     p = Path(path)
     check_data_file(p)
     if heldout_path:
@@ -212,4 +222,4 @@ def from_file(path: str, question_key: str = "question", answer_key: str | None 
     else:
         train, heldout = random_split(rows, heldout_size, seed)
     handle_bad_rows(bad, on_bad_row, str(p))
-    return make_task(p.stem, train, heldout, bad, rewards, instruction, {"path": str(p)})
+    return make_task(p.stem, train, heldout, bad, rewards, instruction, {"path": str(p)}, tools)

@@ -41,8 +41,9 @@ def _load(name: str, config: str | None, split: str):
 def from_hf(name: str, config: str | None = None, split: str = "train", heldout_split: str | None = "test",
             question_key: str = "question", answer_key: str | None = "answer", columns: dict[str, str] | None = None,
             data_source: str | None = None, heldout_size: int = 500, seed: int = 0, rewards: dict | None = None,
-            instruction: str = "", on_bad_row: str = "error", max_rows: int | None = None) -> Task:
-    """A dataset from the Hub or a local folder, with the column mapping of file tasks."""
+            instruction: str = "", on_bad_row: str = "error", max_rows: int | None = None,
+            tools: list | None = None) -> Task:
+    """A dataset from the Hub or a local folder, with the column mapping (and conversational rows) of file tasks."""
     kw: dict[str, Any] = dict(question_key=question_key, answer_key=answer_key, columns=columns, data_source=data_source)
 
     def rows(ds, label):
@@ -65,4 +66,4 @@ def from_hf(name: str, config: str | None = None, split: str = "train", heldout_
         train, heldout = random_split(train, heldout_size, seed)
     handle_bad_rows(bad, on_bad_row, f"hf:{name}")
     return make_task(f"hf:{name}", train, heldout, bad, rewards, instruction,
-                     {"dataset": name, "config": config, "split": split, "heldout_split": heldout_split})
+                     {"dataset": name, "config": config, "split": split, "heldout_split": heldout_split}, tools)

@@ -55,7 +55,7 @@ def _inputs(batch: TrainBatch, rows: list[int], device):
     pm = batch.prompt_mask.index_select(0, idx)
     cm = batch.completion_mask.index_select(0, idx)
     start = int(pm.any(0).nonzero()[0])  # first prompt column holding a real token
-    t_len = max(1, int(cm.sum(-1).max()))
+    t_len = max(1, int(_extents(cm).max()))  # extent, not count: an episode's mask has holes on env tokens
     p_ids = batch.prompt_ids.index_select(0, idx)[:, start:]
     c_ids = batch.completion_ids.index_select(0, idx)[:, :t_len]
     pm, cm = pm[:, start:], cm[:, :t_len]

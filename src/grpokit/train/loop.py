@@ -39,6 +39,7 @@ from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.rollout import vllm as vllm_engine
+from grpokit.rollout.multiturn import EpisodeEngine, attach_episodes, episode_metrics
 from grpokit.tasks import load_task
 from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
@@ -208,6 +209,9 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
     def prompt_text(ex):
         return render(tokenizer, task.question_text(ex), cfg.template, cfg.system_prompt or None)
 
+    if task.env is not None:  # a multi-turn task: each prompt runs as an episode with its environment
+        engine = EpisodeEngine.for_task(engine, tokenizer, task, prompt_text)
+
     # k_values=(k,): pass@1, pass@k and cons@k at the full k; cons@1 and the small k add panels, not information.
     eval_settings = EvalSettings(k=cfg.eval_samples, k_values=(cfg.eval_samples,) if cfg.eval_samples > 0 else (),
                                  temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,
@@ -362,8 +366,10 @@ def one_step(ctx: StepContext, step: int) -> dict:
         metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
         for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
             writer.log_event("aha", step=step, **aha.as_dict())
-        writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
-                                        _extractor(ctx.reward_specs, ctx.correctness)))
+        if getattr(rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, how episodes ended
+            metrics.update(episode_metrics(rollout.episodes, scores.total.tolist()))
+        writer.log_groups(step, attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+                                                        _extractor(ctx.reward_specs, ctx.correctness)), rollout))
         ctx.session.completed(step, metrics)
     return metrics
 

@@ -167,6 +167,10 @@ GK.showCompletion = function (c, i, ctx) {
     ["reference answer", ctx.answer ?? "–"],
   ];
   if (c.value !== null && c.value !== undefined) extra.splice(2, 0, ["critic value V(s₀)", GK.fmt(c.value)]);
+  if (c.episode) {
+    const e = c.episode;
+    extra.push(["turns / tool calls / tool errors", `${e.turns} / ${e.tool_calls} / ${e.tool_errors}`], ["episode ended", e.end]);
+  }
   const overlay = GK.h(
     "div.overlay",
     {
@@ -180,6 +184,7 @@ GK.showCompletion = function (c, i, ctx) {
       GK.h("button.close", { onclick: close, title: "close (Esc)", text: "×" }),
       GK.h("h3", { text: `Completion #${i + 1}` }),
       ctx.question ? GK.h("p.question", {}, GK.h("strong", { text: "Prompt: " }), ctx.question) : null,
+      c.episode ? GK.episodeView(c.episode) : null,
       GK.highlighted(c.text, c.extracted),
       GK.h(
         "table.kv",
@@ -196,4 +201,24 @@ GK.showCompletion = function (c, i, ctx) {
     }
   });
   document.body.appendChild(overlay);
+};
+
+// A multi-turn episode turn by turn (the model's turns, tool calls, tool results), then its token
+// spans: model spans are trained on, environment spans are in the context but masked out of the loss.
+GK.episodeView = function (e) {
+  const turns = e.messages.map((m) =>
+    GK.h(
+      "div.turn.turn-" + (m.role === "assistant" ? "model" : m.role === "tool" ? "tool" : "context"),
+      {},
+      GK.h("span.turn-role", { text: m.role + (m.name ? ` (${m.name})` : "") }),
+      GK.h("div.completion-text", { text: m.content }),
+    ),
+  );
+  const spans = e.spans.map(([kind, a, b]) =>
+    GK.h("span.span-" + kind, {
+      text: `${kind === "model" ? "model, trained" : "environment, masked"} ${a}–${b}`,
+      title: `${b - a} tokens`,
+    }),
+  );
+  return GK.h("div.episode", {}, turns, GK.h("p.spans", {}, GK.h("strong", { text: "token spans: " }), spans));
 };
