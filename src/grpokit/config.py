@@ -165,11 +165,17 @@ class TrainConfig(ComputeOptions):
     out: str = ""
     """Run folder ('' = runs/<task>-<date>-<time>)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint."""
+    """Continue the run in `out` from its latest checkpoint (the config must be the run's, see override)."""
+    override: str = ""
+    """With resume: comma-separated config keys allowed to differ from the run's (e.g. 'steps,lr'); recorded in config_history.jsonl."""
     stop_after: int = 0
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off; for tests and scheduling)."""
+    max_skipped_steps: int = 3
+    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
     seed: int = 0
     """Seed for data order, sampling and initialisation."""
+    deterministic: bool = False
+    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels (slower); see docs/reproducibility.md."""
 
     RULES: ClassVar[dict[str, str]] = {"temperature": "> 0"}
 

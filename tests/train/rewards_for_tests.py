@@ -25,3 +25,9 @@ def digit_share_low_only(prompts, completions, answer, **_):
 
 def always_zero(prompts, completions, **_):
     return [0.0 for _ in completions]
+
+
+def nan_every_other(prompts, completions, **_):
+    """NaN for odd completions, inf for every fourth, else the share of digits: nothing non-finite may reach the weights."""
+    return [float("inf") if i % 4 == 0 else float("nan") if i % 2 else sum(ch.isdigit() for ch in c) / max(1, len(c))
+            for i, c in enumerate(completions)]

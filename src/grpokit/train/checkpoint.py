@@ -5,12 +5,17 @@
 sampling generator, Python/torch RNG states, data position and step. PPO runs add ``critic/`` (the
 value model's weights, see :mod:`grpokit.train.critic`) and the critic's optimizer state inside
 ``trainer_state.pt``. A checkpoint is written to a
-temporary folder and renamed, so a crash or a full disk mid-save never leaves a half checkpoint
-that ``--resume`` would pick.
+temporary folder, its files and the folder are flushed to disk (fsync), and only then renamed, so a
+crash, a power cut or a full disk mid-save never leaves a half checkpoint that ``--resume`` would
+pick.
+
+A new run saves ``step_000000`` (the starting weights) before its first step, so a stop at any
+moment leaves a resumable folder; it is removed when a later checkpoint exists.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 from pathlib import Path
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 
+from grpokit.train import faults
 from grpokit.train.run_folder import CHECKPOINT_DIR
 
 
@@ -37,7 +43,7 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
     found = latest(run_dir) if resume else None
     if resume and found is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; start without --resume")
-    if not resume and (run_dir / "metrics.jsonl").exists():
+    if not resume and ((run_dir / "metrics.jsonl").exists() or latest(run_dir) is not None):
         raise FileExistsError(f"{run_dir} already holds a run: pass --resume true to continue it, or another --out")
     return found
 
@@ -58,12 +64,36 @@ def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_
         if ref_model is not None:
             full["ref_model"] = ref_model.state_dict()
         torch.save(full, tmp / "trainer_state.pt")
+        _fsync_tree(tmp)
+        faults.point("checkpointing", step)
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
+        _fsync(final.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def remove(run_dir: Path, step: int) -> None:
+    """Delete the checkpoint of ``step`` if there is one."""
+    shutil.rmtree(checkpoint_path(run_dir, step), ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder``, then the folders themselves (their entries), to disk."""
+    for root, dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            _fsync(Path(root) / name)
+        _fsync(Path(root))
 
 
 def load_state(path: Path) -> dict[str, Any]:

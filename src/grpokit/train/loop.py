@@ -26,7 +26,9 @@ import resource
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -37,14 +39,16 @@ from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
+from grpokit.algo.presets import AlgoPreset
+from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt
-from grpokit.train.interrupt import GracefulInterrupt
-from grpokit.train.optim import adamw
+from grpokit.train import checkpoint as ckpt, determinism, faults
+from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
 from grpokit.train.sampling import add_overlong_penalty, sample_groups
-from grpokit.train.update import Learner, run_update
+from grpokit.train.session import RunSession
+from grpokit.train.update import Learner, UpdateRecord, run_update
 
 log = logging.getLogger(__name__)
 
@@ -78,21 +82,6 @@ class DataStream:
         self._order()
 
 
-def lr_lambda(cfg: TrainConfig):
-    def f(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        if cfg.lr_schedule == "linear":
-            return max(0.0, 1 - frac)
-        if cfg.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
-        return 1.0
-    if cfg.lr_schedule not in ("constant", "linear", "cosine"):
-        raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
-    return f
-
-
 def _mean_std(xs):
     xs = [x for x in xs if x is not None]
     if not xs:
@@ -109,6 +98,31 @@ def peak_memory_mb(device: torch.device | None = None) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+@dataclass
+class StepContext:
+    """What every step of a run uses, built once by :func:`train`."""
+
+    cfg: TrainConfig
+    preset: AlgoPreset
+    learner: Learner
+    engine: HFEngine
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    data: DataStream
+    sampler: torch.Generator
+    reward_specs: list
+    params: SamplingParams
+    prompt_text: Callable[[Example], str]
+    session: RunSession
+    correctness: str
+    on_update: Callable[[UpdateRecord], None] | None = None
+    skipped_in_a_row: int = 0
+    """Optimizer steps skipped in a row for a non-finite loss or gradient norm."""
+
+    @property
+    def writer(self) -> RunWriter:
+        return self.session.writer
+
+
 def train(cfg: TrainConfig, *, on_update=None) -> Path:
     """Run the configured algorithm (``cfg.algo``); returns the run folder.
 
@@ -116,12 +130,16 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     optimizer step (the tensors its loss was computed from), for checks and debugging.
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
+    check_schedule(cfg.lr_schedule)
     run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    resume_from = ckpt.resume_point(run_dir, cfg.resume)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
+    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train") as session:
+        _train(cfg, preset, session, on_update)
+    return run_dir
+
+
+def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update) -> None:
+    resume_from, run_dir = session.resume_from, session.dir
+    determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 
     task = load_task(cfg.task, **cfg.task_options)
     reward_specs = rw.build(cfg.rewards or task.rewards)
@@ -139,10 +157,9 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
             load_critic(critic, resume_from)
         critic_optimizer = adamw(critic.parameters(), lr=preset.critic_lr, betas=cfg.adam_betas,
                                  weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    scheduler = lr_scheduler(optimizer, cfg.steps, cfg.warmup_steps, cfg.lr_schedule)
     data = DataStream(task.train, cfg.seed)
     sampler = torch.Generator().manual_seed(cfg.seed)
-    writer = RunWriter(run_dir)
     start_step = 0
     if resume_from:
         state = ckpt.load_state(resume_from)
@@ -158,12 +175,20 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
             else:  # the reference is still the starting model, not the checkpoint's
                 ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval().requires_grad_(False)
         start_step = state["step"]
-        writer.truncate_after(start_step)
-        print(f"Resuming {run_dir} from step {start_step}")
-    writer.write_config(to_dict(cfg))
-    writer.set_status("running", step=start_step, total_steps=cfg.steps)
+
+    def position() -> dict:  # where the run is besides weights and optimizer; sampling the next step moves it
+        return {"sampler": sampler.get_state(), "data": data.state()}
+
+    def save(step: int, at: dict) -> Path:
+        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **at}
+        if critic_optimizer is not None:
+            state["critic_optimizer"] = critic_optimizer.state_dict()
+        keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
+        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
+
+    session.begin(start_step, cfg.steps, save, position)
+    writer = session.writer
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-    B, G = cfg.prompts_per_step, cfg.group_size
 
     def prompt_text(ex):
         return render(tokenizer, task.question_text(ex), cfg.template, cfg.system_prompt or None)
@@ -192,104 +217,146 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
                                                                    if step > start_step else ")"), flush=True)
         return rec
 
-    def save(step):
-        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "sampler": sampler.get_state(), "data": data.state()}
-        if critic_optimizer is not None:
-            state["critic_optimizer"] = critic_optimizer.state_dict()
-        keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
-        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
-
     first_eval = evaluate(0) if start_step == 0 else None
     bar = None
     if cfg.progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start_step, desc=cfg.algo, dynamic_ncols=True)
-    learner = Learner(model, optimizer, ref_model, critic, critic_optimizer)
-    step = start_step
-    last_saved = start_step if resume_from else -1
+    ctx = StepContext(cfg, preset, Learner(model, optimizer, ref_model, critic, critic_optimizer), engine, scheduler,
+                      data, sampler, reward_specs, params, prompt_text, session, task.correctness, on_update)
     try:
-        with GracefulInterrupt() as interrupt:
-            while step < cfg.steps:
-                step += 1
-                metrics = one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params,
-                                   prompt_text, writer, B, G, task.correctness, on_update)
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
-                    ev = evaluate(step)
-                    if ev:  # logged with the step so `grpokit report` shows eval time beside the phases
-                        metrics["time/eval"] = ev["time/eval"]
-                writer.log_metrics(step, metrics)
-                writer.set_status("running", step=step, total_steps=cfg.steps)
-                if cfg.ref_reset_every and ref_model is not None and step % cfg.ref_reset_every == 0:
-                    ref_model.load_state_dict(model.state_dict())
-                if cfg.save_every and step % cfg.save_every == 0:
-                    save(step)
-                    last_saved = step
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['reward/correct_frac']:.2f}",
-                                    len=f"{metrics['completions/mean_length']:.0f}", s=f"{metrics['time/step']:.1f}")
-                if interrupt.requested or (cfg.stop_after and step >= cfg.stop_after):
-                    break
-    except KeyboardInterrupt:
-        step = max(start_step, step - 1)  # the step in flight did not finish
-        if step != last_saved:
-            print(f"Saved {save(step)}")
-        writer.set_status("interrupted", step=step, total_steps=cfg.steps)
-        raise
-    except BaseException as e:
-        writer.set_status("failed", step=step, total_steps=cfg.steps, error=f"{type(e).__name__}: {e}")
-        raise
+        while session.step < cfg.steps:
+            step = session.step + 1
+            metrics = one_step(ctx, step)  # the step is complete (weights, optimizer, data position) when it returns
+            faults.point("updated", step)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                ev = evaluate(step)
+                if ev:  # logged with the step so `grpokit report` shows eval time beside the phases
+                    metrics["time/eval"] = ev["time/eval"]
+            session.log(step, metrics)
+            faults.point("logged", step)
+            if ctx.skipped_in_a_row >= cfg.max_skipped_steps:
+                raise NonFiniteUpdates(f"{ctx.skipped_in_a_row} optimizer steps in a row had a non-finite loss or "
+                                       f"gradient norm and were skipped (max_skipped_steps={cfg.max_skipped_steps}); "
+                                       f"see the nonfinite_update events in {run_dir / 'events.log'}. Lower the lr, "
+                                       "check the rewards, or raise max_skipped_steps")
+            if cfg.save_every and step % cfg.save_every == 0:
+                session.save(step)
+                faults.point("saved", step)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['reward/correct_frac']:.2f}",
+                                len=f"{metrics['completions/mean_length']:.0f}", s=f"{metrics['time/step']:.1f}")
+            if session.should_stop(cfg.stop_after):
+                break
     finally:
         if bar is not None:
             bar.close()
-    if step != last_saved:
-        path = save(step)
-        print(f"Saved checkpoint {path}")
-    if step < cfg.steps:
-        writer.set_status("interrupted", step=step, total_steps=cfg.steps)
-        print(f"Stopped after step {step}; continue with: grpokit train --out {run_dir} --resume true")
-        return run_dir
-    final_eval = evaluate(step)
-    writer.set_status("finished", step=step, total_steps=cfg.steps)
+    if not session.end():
+        return
+    final_eval = evaluate(session.step)
+    session.finished()
     if first_eval and final_eval:
         print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
-              f"({step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). Run folder: {run_dir}")
-    return run_dir
+              f"({session.step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). "
+              f"Run folder: {run_dir}")
 
 
-def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, reward_specs, params, prompt_text, writer,
-             B, G, correctness: str, on_update=None) -> dict:
+class NonFiniteUpdates(RuntimeError):
+    """Too many optimizer steps in a row were skipped for a non-finite loss or gradient norm."""
+
+
+def finite_scores(scores: Scores) -> tuple[Scores, list[int]]:
+    """Non-finite rewards (NaN, inf) count as unscorable, like a reward that gave None: the value
+    becomes None, the total 0 and ``valid`` False. Returns the scores and the affected rows."""
+    def bad(v) -> bool:
+        try:
+            return v is not None and not math.isfinite(v)
+        except TypeError:
+            return False
+
+    rows = {i for vals in scores.per_fn.values() for i, v in enumerate(vals) if bad(v)}
+    rows |= set((~torch.isfinite(scores.total)).nonzero().flatten().tolist())
+    if not rows:
+        return scores, []
+    idx = torch.tensor(sorted(rows), dtype=torch.long)
+    total, valid = scores.total.clone(), scores.valid.clone()
+    total[idx], valid[idx] = 0.0, False
+    per_fn = {k: [None if bad(v) else v for v in vals] for k, vals in scores.per_fn.items()}
+    return Scores(per_fn=per_fn, total=total, valid=valid, errors=scores.errors), sorted(rows)
+
+
+def one_step(ctx: StepContext, step: int) -> dict:
+    """Sample and score, then (a block Ctrl-C does not cut) update, log the groups, and mark the step complete."""
+    cfg, preset, learner, writer = ctx.cfg, ctx.preset, ctx.learner, ctx.writer
+    B, G = cfg.prompts_per_step, cfg.group_size
     t0 = time.time()
-    engine.sync_weights(learner.policy)
-    got = sample_groups(engine, data, prompt_text, reward_specs, params, sampler, B, G,
+    ctx.engine.sync_weights(learner.policy)
+    got = sample_groups(ctx.engine, ctx.data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
-    examples, rollout, scores = got.examples, got.rollout, got.scores
+    examples, rollout = got.examples, got.rollout
     for err in got.errors:
         writer.log_event("reward_error", step=step, **err)
+    scores, nonfinite = finite_scores(got.scores)
+    for i in nonfinite:
+        writer.log_event("nonfinite_reward", step=step, index=i,
+                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()}, total=repr(float(got.scores.total[i])))
+    if nonfinite:
+        print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
+              file=sys.stderr, flush=True)
     cache = preset.overlong_cache_tokens(cfg.max_new_tokens)
     if cache is not None:  # DAPO's soft overlong punishment: one more reward term
         scores = add_overlong_penalty(scores, rollout.lengths, cfg.max_new_tokens, cache)
     t_rew = time.time()
+    faults.point("sampled", step)
 
-    batch = TrainBatch.from_rollout(rollout)
-    if preset.overlong_filter:  # DAPO: truncated completions leave the loss
-        batch.completion_mask = overlong_filter(batch.completion_mask, rollout.truncated)
-    if preset.use_critic:  # an unscorable completion has no return to regress on
-        batch.completion_mask = batch.completion_mask * scores.valid.unsqueeze(-1).to(batch.completion_mask.dtype)
-    learner.policy.train()
-    upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, on_update)
-    adv = upd.advantages
-    lr = scheduler.get_last_lr()[0]
-    with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
-        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
-        scheduler.step()
-    t_upd = time.time()
+    with ctx.session.critical():
+        batch = TrainBatch.from_rollout(rollout)
+        if preset.overlong_filter:  # DAPO: truncated completions leave the loss
+            batch.completion_mask = overlong_filter(batch.completion_mask, rollout.truncated)
+        if preset.use_critic:  # an unscorable completion has no return to regress on
+            batch.completion_mask = batch.completion_mask * scores.valid.unsqueeze(-1).to(batch.completion_mask.dtype)
+        learner.policy.train()
+        upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, ctx.on_update)
+        lr = ctx.scheduler.get_last_lr()[0]
+        with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+            ctx.scheduler.step()
+        t_upd = time.time()
+        if cfg.ref_reset_every and learner.ref is not None and step % cfg.ref_reset_every == 0:
+            learner.ref.load_state_dict(learner.policy.state_dict())
+        for rec in upd.nonfinite:
+            writer.log_event("nonfinite_update", step=step, **rec)
+            print(f"step {step}: non-finite loss or gradient norm ({rec}); optimizer step skipped", file=sys.stderr,
+                  flush=True)
+        for stepped in upd.stepped:
+            ctx.skipped_in_a_row = 0 if stepped else ctx.skipped_in_a_row + 1
 
-    Bk = len(examples)
+        metrics = _step_metrics(ctx, got, scores, batch, upd, lr, t0, t_rew, t_upd)
+        metrics["reward/nonfinite"] = len(nonfinite)
+        Bk = len(examples)
+        correct = _correct(scores, ctx.reward_specs, ctx.correctness)
+        is_correct = [v == 1.0 for v in correct] if correct is not None else None
+        metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
+        for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
+            writer.log_event("aha", step=step, **aha.as_dict())
+        writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+                                        _extractor(ctx.reward_specs, ctx.correctness)))
+        ctx.session.completed(step, metrics)
+    return metrics
+
+
+def _correct(scores: Scores, reward_specs, correctness: str):
+    return scores.per_fn.get(correctness, scores.per_fn.get(reward_specs[0].name) if reward_specs else None)
+
+
+def _step_metrics(ctx: StepContext, got, scores: Scores, batch: TrainBatch, upd, lr: float, t0: float, t_rew: float,
+                  t_upd: float) -> dict:
+    cfg, learner, rollout = ctx.cfg, ctx.learner, got.rollout
+    G, Bk = cfg.group_size, len(got.examples)
     lengths = rollout.lengths.float()
     zero_std = (scores.total.view(Bk, G).std(1) == 0) if G > 1 else torch.ones(Bk, dtype=torch.bool)
-    correct = scores.per_fn.get(correctness, scores.per_fn.get(reward_specs[0].name) if reward_specs else None)
+    correct = _correct(scores, ctx.reward_specs, ctx.correctness)
     metrics = {
         "reward/mean": float(scores.total.mean()), "reward/std": float(scores.total.std()) if len(scores.total) > 1 else 0.0,
         "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(got.errors),
@@ -308,15 +375,10 @@ def one_step(cfg, preset, step, learner, engine, scheduler, data, sampler, rewar
     }
     if cfg.dynamic_sampling_max_rounds:
         metrics.update({"groups/kept": Bk, "groups/dropped": got.dropped, "groups/sampling_rounds": got.rounds,
-                        "groups/extra_generations": got.generated - B * G})
+                        "groups/extra_generations": got.generated - cfg.prompts_per_step * G})
     for name, vals in scores.per_fn.items():
         m_, s_ = _mean_std(vals)
         metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = m_, s_
-    is_correct = [v == 1.0 for v in correct] if correct is not None else None
-    metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
-    for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
-        writer.log_event("aha", step=step, **aha.as_dict())
-    writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage, _extractor(reward_specs, correctness)))
     return metrics
 
 

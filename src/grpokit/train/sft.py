@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -30,13 +29,12 @@ from pathlib import Path
 
 import torch
 
-from grpokit.train.interrupt import GracefulInterrupt
 from grpokit import models
 from grpokit.config import ComputeOptions, make, to_dict
 from grpokit.rollout import render
-from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt
-from grpokit.train.optim import adamw
+from grpokit.train import checkpoint as ckpt, determinism
+from grpokit.train.optim import adamw, check_schedule, lr_factor, lr_scheduler  # noqa: F401 (lr_factor: public here too)
+from grpokit.train.session import RunSession
 
 
 @dataclass(frozen=True)
@@ -84,11 +82,15 @@ class SFTConfig(ComputeOptions):
     out: str = ""
     """Run folder ('' = runs/sft-<date>-<time>)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint."""
+    """Continue the run in `out` from its latest checkpoint (the config must be the run's, see override)."""
+    override: str = ""
+    """With resume: comma-separated config keys allowed to differ from the run's; recorded in config_history.jsonl."""
     stop_after: int = 0
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off)."""
     seed: int = 0
     """Seed for data order."""
+    deterministic: bool = False
+    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels; see docs/reproducibility.md."""
 
 
 def read_pairs(spec: str, prompt_key: str = "prompt", response_key: str = "response") -> list[tuple[str, str]]:
@@ -150,14 +152,6 @@ def plan_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, buc
     return batches
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the peak learning rate at ``step`` (0-based): linear warmup, then the schedule."""
-    if step < warmup:
-        return (step + 1) / warmup
-    frac = min(1.0, (step - warmup) / max(1, total - warmup))
-    return {"constant": 1.0, "linear": 1.0 - frac, "cosine": 0.5 * (1 + math.cos(math.pi * frac))}[schedule]
-
-
 def response_nll(model, seqs: list[tuple[list[int], int]], pad_id: int, device) -> tuple[torch.Tensor, int]:
     """Summed NLL of the response tokens of ``seqs`` (right-padded into one batch) and their count."""
     width = max(len(ids) for ids, _ in seqs)
@@ -178,8 +172,7 @@ def response_nll(model, seqs: list[tuple[list[int], int]], pad_id: int, device) 
 
 
 def _check(cfg: SFTConfig) -> None:
-    if cfg.lr_schedule not in ("constant", "linear", "cosine"):
-        raise ValueError(f"lr_schedule must be constant, linear or cosine, got {cfg.lr_schedule!r}")
+    check_schedule(cfg.lr_schedule)
     if min(cfg.batch_size, cfg.micro_batch_size, cfg.max_length) < 1 or (cfg.max_steps <= 0 and cfg.epochs < 1):
         raise ValueError("batch_size, micro_batch_size, max_length and epochs (or max_steps) must be >= 1")
 
@@ -188,10 +181,14 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Fine-tune as configured; returns the run folder (``status.json`` says whether it finished)."""
     _check(cfg)
     run_dir = Path(cfg.out or f"runs/sft-{time.strftime('%Y%m%d-%H%M%S')}")
-    resume_from = ckpt.resume_point(run_dir, cfg.resume)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft") as session:
+        _train_sft(cfg, session)
+    return run_dir
+
+
+def _train_sft(cfg: SFTConfig, session: RunSession) -> None:
+    resume_from = session.resume_from
+    determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
     model, tok = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
     device = next(model.parameters()).device
@@ -201,67 +198,49 @@ def train_sft(cfg: SFTConfig) -> Path:
     per_epoch = -(-len(seqs) // cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * per_epoch
     optimizer = adamw(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, cfg.warmup_steps, cfg.lr_schedule))
-    writer = RunWriter(run_dir)
+    scheduler = lr_scheduler(optimizer, total, cfg.warmup_steps, cfg.lr_schedule)
     step = 0
     if resume_from:
         state = ckpt.load_state(resume_from)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
-        writer.truncate_after(step)
-        print(f"Resuming {run_dir} from step {step}")
-    writer.write_config({**to_dict(cfg), "sft_examples": len(seqs), "sft_total_steps": total})
-    writer.set_status("running", step=step, total_steps=total)
 
-    def save(at: int) -> Path:
-        return ckpt.save(run_dir, at, model, tok, {"step": at, "optimizer": optimizer.state_dict(),
-                                                    "scheduler": scheduler.state_dict()})
+    def save(at: int, _position) -> Path:  # the data position is the step itself
+        return ckpt.save(session.dir, at, model, tok, {"step": at, "optimizer": optimizer.state_dict(),
+                                                        "scheduler": scheduler.state_dict()})
 
+    session.begin(step, total, save, extra_config={"sft_examples": len(seqs), "sft_total_steps": total})
     bar = None
     if cfg.progress:
         from tqdm import tqdm
         bar = tqdm(total=total, initial=step, desc="sft", dynamic_ncols=True)
-    last_saved = step if resume_from else -1
     plans: dict[int, list[list[int]]] = {}
     try:
-        with GracefulInterrupt() as interrupt:
-            while step < total:
-                epoch, pos = divmod(step, per_epoch)
-                if epoch not in plans:
-                    plans = {epoch: plan_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_bucketing,
-                                                 cfg.bucket_window)}
+        while session.step < total:
+            epoch, pos = divmod(session.step, per_epoch)
+            if epoch not in plans:
+                plans = {epoch: plan_batches(lengths, cfg.batch_size, cfg.seed, epoch, cfg.length_bucketing,
+                                             cfg.bucket_window)}
+            step = session.step + 1
+            with session.critical():
                 metrics = _one_step(cfg, model, optimizer, scheduler, [seqs[i] for i in plans[epoch][pos]],
                                     tok.pad_token_id, device)
-                step += 1
-                writer.log_metrics(step, {**metrics, "sft/epoch": step / per_epoch})
-                writer.set_status("running", step=step, total_steps=total)
-                if cfg.save_every and step % cfg.save_every == 0:
-                    save(step)
-                    last_saved = step
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{metrics['loss/sft']:.3f}")
-                if interrupt.requested or (cfg.stop_after and step >= cfg.stop_after):
-                    break
-    except KeyboardInterrupt:
-        if step != last_saved:
-            print(f"Saved {save(step)}")
-        writer.set_status("interrupted", step=step, total_steps=total)
-        raise
-    except BaseException as e:
-        writer.set_status("failed", step=step, total_steps=total, error=f"{type(e).__name__}: {e}")
-        raise
+                metrics["sft/epoch"] = step / per_epoch
+                session.completed(step, metrics)
+            session.log(step, metrics)
+            if cfg.save_every and step % cfg.save_every == 0:
+                session.save(step)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{metrics['loss/sft']:.3f}")
+            if session.should_stop(cfg.stop_after):
+                break
     finally:
         if bar is not None:
             bar.close()
-    if step != last_saved:
-        print(f"Saved checkpoint {save(step)}")
-    state = "finished" if step >= total else "interrupted"
-    writer.set_status(state, step=step, total_steps=total)
-    if state == "interrupted":
-        print(f"Stopped after step {step}; continue with: grpokit sft --out {run_dir} --resume true")
-    return run_dir
+    if session.end():
+        session.finished()
 
 
 def _one_step(cfg, model, optimizer, scheduler, batch, pad_id, device) -> dict:

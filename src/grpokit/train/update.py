@@ -1,13 +1,13 @@
 """One rollout batch -> optimizer steps, for every preset (critic on or off) without branching on names.
 
-    old_logp, ref_logp  <- forward passes without gradient, only where the preset needs them
-    old_values          <- the critic's values at sampling time                 (critic only)
-    adv                 <- preset.advantages(rewards)  or  preset.critic_advantages(scores, old_values)
-    rows                <- all sequences but those that cannot teach (skippable_sequences; none with a critic)
+    old_and_ref_logprobs  old_logp, ref_logp: forward passes without gradient, only where the preset needs them
+    _advantages           preset.advantages(rewards), or old_values (critic) -> preset.critic_advantages
+    rows                  all sequences but those that cannot teach (skippable_sequences; none with a critic)
     for mu epochs:
-        for each of the mini_batches parts of the N sequences:      (one optimizer step each)
-            for each micro-batch of its rows: policy loss (+ value loss) -> backward
-            clip, step the policy (and the critic)
+        for each of the mini_batches parts of the N sequences:        (one optimizer step each)
+            for each micro-batch of its rows: _policy_micro_step (+ _critic_micro_step): loss, backward
+            _optimizer_step: clip, step the policy (and the critic); skipped when anything is non-finite
+    metrics               accumulate in _Sums (the last epoch's; entropy: the first)
 
 The loss normaliser of an optimizer step counts every sequence of its part, skipped ones included
 (``step_normalizer`` on the part's full mask), so neither skipping nor the micro-batch split
@@ -16,6 +16,7 @@ changes the gradient.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -37,6 +38,11 @@ class Learner:
     ref: torch.nn.Module | None = None
     critic: torch.nn.Module | None = None
     critic_optimizer: torch.optim.Optimizer | None = None
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.critic_optimizer is not None:
+            self.critic_optimizer.zero_grad(set_to_none=True)
 
 
 @dataclass
@@ -78,6 +84,10 @@ class UpdateResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     t_logprobs: float = 0.0
     t_critic: float = 0.0
+    stepped: list[bool] = field(default_factory=list)
+    """Per optimizer step: taken (True) or skipped for a non-finite loss or gradient norm (False)."""
+    nonfinite: list[dict] = field(default_factory=list)
+    """What each skipped step saw (epoch, mini-batch, loss, grad norms)."""
 
 
 @torch.no_grad()
@@ -140,27 +150,87 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
     ``batch.completion_mask`` must already be the loss mask. ``cfg`` supplies ``mu``,
     ``micro_batch_size``, ``temperature``, ``max_new_tokens`` and ``max_grad_norm``.
     """
-    policy, critic = learner.policy, learner.critic
-    N = len(batch)
-    mask = batch.completion_mask
-    every = _chunks(list(range(N)), mask, G, cfg.micro_batch_size)
-    temp = cfg.temperature
-    res = UpdateResult(advantages=torch.zeros(N), skipped=0)
-
-    def logps(model):
-        return lambda rows: _logprobs(model, batch, rows, G, temp)[0]
-
-    t0 = time.time()
+    u = _Update(cfg, preset, learner, batch, G, UpdateResult(advantages=torch.zeros(len(batch)), skipped=0))
+    N, mask, size = len(batch), batch.completion_mask, cfg.micro_batch_size
     if preset.reward_beta > 0:  # the KL is part of the reward: needed for every sequence, before advantages
-        batch.old_logp = _table(logps(policy), batch, every)
-        batch.ref_logp = _table(logps(learner.ref), batch, every)
-    res.t_logprobs += time.time() - t0
+        old_and_ref_logprobs(u, _chunks(list(range(N)), mask, G, size), old=True, ref=True)
+    skip = _advantages(u, rewards, valid)
+    trained = [i for i in range(N) if not skip[i]]
+    u.res.skipped = N - len(trained)
+    parts = [p.tolist() for p in torch.arange(N).tensor_split(max(1, min(preset.mini_batches or 1, N)))]
+    if trained:
+        old_and_ref_logprobs(u, _chunks(trained, mask, G, size), old=cfg.mu > 1 or len(parts) > 1,  # the policy moves
+                             ref=preset.loss_beta > 0)
 
+    sums = _Sums()
+    for epoch in range(cfg.mu):
+        last = epoch == cfg.mu - 1  # metrics describe the last epoch (entropy: the first)
+        for mi, part in enumerate(parts):
+            rows = [r for r in _by_length(part, mask) if not skip[r]]
+            norm = step_normalizer(mask[part], preset.aggregation, cfg.max_new_tokens)
+            learner.zero_grad()
+            rec = _Recorder(batch, N) if on_update else None
+            loss, v_loss, v_clip_tok = 0.0, 0.0, 0.0
+            for chunk in _chunks(rows, mask, G, size):
+                mb = _policy_micro_step(u, chunk, norm, entropy=epoch == 0)
+                loss += mb.loss
+                sums.add_micro(mb, last)
+                values = None
+                if learner.critic is not None:
+                    values, vl, vc = _critic_micro_step(u, mb, norm)
+                    v_loss, v_clip_tok = v_loss + vl, v_clip_tok + vc
+                if rec is not None:
+                    rec.add(mb.idx, mb.logp, mb.old, values)
+            gn, cgn = _optimizer_step(u, rows, loss, v_loss, epoch, mi)
+            if last:
+                sums.add_step(loss, gn, v_loss, cgn, v_clip_tok / max(1.0, float(mask[part].sum())))
+            if rec is not None:
+                on_update(rec.record(step, epoch, mi, part, rows, rewards, valid, norm, loss,
+                                     v_loss if learner.critic is not None else None))
+    u.res.metrics = sums.metrics(bool(trained), batch if learner.critic is not None else None,
+                                 u.res.stepped.count(False))
+    return u.res
+
+
+@dataclass
+class _Update:
+    """The fixed inputs of one :func:`run_update` call, shared by its micro-steps."""
+
+    cfg: object
+    preset: AlgoPreset
+    learner: Learner
+    batch: TrainBatch
+    G: int
+    res: UpdateResult
+
+
+def old_and_ref_logprobs(u: _Update, chunks: list[list[int]], *, old: bool, ref: bool) -> None:
+    """Fill ``batch.old_logp`` (the policy before this update) and ``batch.ref_logp`` (the frozen
+    reference), each ``[N, T]`` over the rows of ``chunks``, where asked for and not there yet.
+
+    ``old_logp`` is needed when the KL is a reward term (every row, before the advantages) and when
+    the policy moves within the update (``mu > 1`` or several mini-batches: the ratio's denominator);
+    otherwise the loss uses the current log-probs, detached. ``ref_logp`` is needed for any KL term.
+    """
+    t0 = time.time()
+    b, learner = u.batch, u.learner
+    for wanted, name, model in ((old, "old_logp", learner.policy), (ref, "ref_logp", learner.ref)):
+        if wanted and getattr(b, name) is None:
+            setattr(b, name, _table(lambda rows, m=model: _logprobs(m, b, rows, u.G, u.cfg.temperature)[0], b, chunks))
+    u.res.t_logprobs += time.time() - t0
+
+
+def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """``batch.advantages`` (``[N]``, or ``[N, T]`` with a critic, which also fills ``old_values``
+    and ``returns``); returns the ``[N]`` bool mask of sequences that cannot teach (not trained)."""
+    preset, batch, G, critic = u.preset, u.batch, u.G, u.learner.critic
+    mask = batch.completion_mask
     if critic is not None:
         t0 = time.time()
-        with precision(policy):
+        every = _chunks(list(range(len(batch))), mask, G, u.cfg.micro_batch_size)
+        with precision(u.learner.policy):
             batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
-        res.t_critic += time.time() - t0
+        u.res.t_critic += time.time() - t0
         token_kl = preset.kl(batch.old_logp, batch.ref_logp) if preset.reward_beta > 0 else None
         adv, batch.returns = preset.critic_advantages(rewards, batch.old_values, mask, token_kl=token_kl)  # [N, T]
         skip = mask.sum(-1) == 0  # the value model learns from every sequence: skip only empty ones
@@ -170,102 +240,133 @@ def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rew
             seq_kl = sequence_kl(batch.old_logp, batch.ref_logp, mask, preset.kl_estimator).view(-1, G)
         adv = preset.advantages(rewards.view(-1, G), valid.view(-1, G), seq_kl=seq_kl).view(-1)  # [N]
         skip = skippable_sequences(adv, mask, preset.loss_beta) | (mask.sum(-1) == 0)
-    batch.advantages = res.advantages = adv
-    rows_all = [i for i in range(N) if not skip[i]]
-    res.skipped = N - len(rows_all)
+    batch.advantages = u.res.advantages = adv
+    return skip
 
-    parts = [p.tolist() for p in torch.arange(N).tensor_split(max(1, min(preset.mini_batches or 1, N)))]
-    trained_chunks = _chunks(rows_all, mask, G, cfg.micro_batch_size)
+
+@dataclass
+class _Micro:
+    """One policy micro-step: its rows, detached log-probs, the loss terms' inputs and outputs."""
+
+    idx: torch.Tensor  # [n]
+    logp: torch.Tensor  # [n, T] detached
+    old: torch.Tensor  # [n, T]
+    mask: torch.Tensor  # [n, T]
+    loss: float
+    stats: dict
+    entropy: float | None
+
+
+def _policy_micro_step(u: _Update, chunk: list[int], norm: float, *, entropy: bool) -> _Micro:
+    """The preset's policy loss on the rows of ``chunk``; backward (gradients accumulate)."""
+    b, cfg = u.batch, u.cfg
+    idx = torch.tensor(chunk)
+    logp, cm, ent = _logprobs(u.learner.policy, b, chunk, u.G, cfg.temperature, entropy=entropy)
+    T, dev = logp.shape[1], logp.device
+    old = b.old_logp[idx, :T].to(dev) if b.old_logp is not None else logp.detach()
+    ref = b.ref_logp[idx, :T].to(dev) if b.ref_logp is not None else None
+    adv = b.advantages
+    a = (adv[idx] if adv.dim() == 1 else adv[idx, :T]).to(dev)
+    loss, m = u.preset.loss(logp, old, a, cm, ref_logp=ref, max_len=cfg.max_new_tokens, normalizer=norm)
+    loss.backward()
+    return _Micro(idx, logp.detach(), old, cm, float(loss.detach()), m,
+                  float((ent * cm).sum()) if ent is not None else None)
+
+
+def _critic_micro_step(u: _Update, mb: _Micro, norm: float) -> tuple[torch.Tensor, float, float]:
+    """The preset's value loss on the rows of ``mb``; backward. Returns the values ``[n, T]``, the
+    loss and the number of tokens whose value was clipped."""
     t0 = time.time()
-    if rows_all and batch.old_logp is None and (cfg.mu > 1 or len(parts) > 1):  # the policy moves between steps
-        batch.old_logp = _table(logps(policy), batch, trained_chunks)
-    if rows_all and batch.ref_logp is None and preset.loss_beta > 0:
-        batch.ref_logp = _table(logps(learner.ref), batch, trained_chunks)
-    res.t_logprobs += time.time() - t0
+    b = u.batch
+    with precision(u.learner.policy):
+        values, _ = sequence_values(u.learner.critic, b, mb.idx.tolist())  # [n, T]
+    T, dev = mb.logp.shape[1], mb.logp.device
+    old_v, ret = b.old_values[mb.idx, :T].to(dev), b.returns[mb.idx, :T].to(dev)
+    v_loss, vm = u.preset.critic_loss(values, old_v, ret, mb.mask, max_len=u.cfg.max_new_tokens, normalizer=norm)
+    v_loss.backward()
+    u.res.t_critic += time.time() - t0
+    return values, float(v_loss.detach()), float(vm["vf_clip_frac"]) * float(mb.mask.sum())
 
-    sums = {"clip_low_frac": 0.0, "clip_high_frac": 0.0, "kl": 0.0, "ratio": 0.0, "tokens": 0.0, "entropy": 0.0}
-    losses, v_losses, grad_norms, c_grad_norms, vf_clip = [], [], [], [], []
-    for epoch in range(cfg.mu):
-        last = epoch == cfg.mu - 1
-        for mi, part in enumerate(parts):
-            rows = [r for r in _by_length(part, mask) if not skip[r]]
-            norm = step_normalizer(mask[part], preset.aggregation, cfg.max_new_tokens)
-            learner.optimizer.zero_grad(set_to_none=True)
-            if critic is not None:
-                learner.critic_optimizer.zero_grad(set_to_none=True)
-            rec = _Recorder(batch, N) if on_update else None
-            loss_sum, v_sum, v_clip_tok = 0.0, 0.0, 0.0
-            for chunk in _chunks(rows, mask, G, cfg.micro_batch_size):
-                idx = torch.tensor(chunk)
-                logp, cm, ent = _logprobs(policy, batch, chunk, G, temp, entropy=epoch == 0)
-                T = logp.shape[1]
-                dev = logp.device
-                old = batch.old_logp[idx, :T].to(dev) if batch.old_logp is not None else logp.detach()
-                ref = batch.ref_logp[idx, :T].to(dev) if batch.ref_logp is not None else None
-                a = (adv[idx] if adv.dim() == 1 else adv[idx, :T]).to(dev)
-                loss, m = preset.loss(logp, old, a, cm, ref_logp=ref, max_len=cfg.max_new_tokens, normalizer=norm)
-                loss.backward()
-                loss_sum += float(loss.detach())
-                if last:
-                    tok = float(m["tokens"])
-                    for k in ("clip_low_frac", "clip_high_frac", "kl", "ratio"):
-                        sums[k] += float(m[k]) * tok
-                    sums["tokens"] += tok
-                if ent is not None:
-                    sums["entropy"] += float((ent * cm).sum())
-                values = None
-                if critic is not None:
-                    tc = time.time()
-                    with precision(policy):
-                        values, _ = sequence_values(critic, batch, chunk)  # [n, T]
-                    old_v, ret = batch.old_values[idx, :T].to(dev), batch.returns[idx, :T].to(dev)
-                    v_loss, vm = preset.critic_loss(values, old_v, ret, cm, max_len=cfg.max_new_tokens, normalizer=norm)
-                    v_loss.backward()
-                    v_sum += float(v_loss.detach())
-                    v_clip_tok += float(vm["vf_clip_frac"]) * float(cm.sum())
-                    res.t_critic += time.time() - tc
-                if rec is not None:
-                    rec.add(idx, logp.detach(), old, values)
-            if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
-                _zero_grads(policy, critic)
-            gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm or float("inf"))
-            learner.optimizer.step()
-            if critic is not None:
-                tc = time.time()
-                cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm or float("inf"))
-                learner.critic_optimizer.step()
-                res.t_critic += time.time() - tc
-            if last:
-                grad_norms.append(float(gn))
-                if critic is not None:
-                    c_grad_norms.append(float(cgn))
-            if last:
-                losses.append(loss_sum)
-                if critic is not None:
-                    v_losses.append(v_sum)
-                    vf_clip.append(v_clip_tok / max(1.0, float(mask[part].sum())))
-            if rec is not None:
-                on_update(rec.record(step, epoch, mi, part, rows, rewards, valid, norm, loss_sum,
-                                     v_sum if critic is not None else None))
 
-    tok_total = max(1.0, sums["tokens"])
-    res.metrics = {
-        "loss/policy": sum(losses) / len(losses), "loss/clip_low_frac": sums["clip_low_frac"] / tok_total,
-        "loss/clip_high_frac": sums["clip_high_frac"] / tok_total, "loss/kl": sums["kl"] / tok_total,
-        "loss/ratio": sums["ratio"] / tok_total if rows_all else 1.0,
-        "policy/entropy": sums["entropy"] / tok_total if rows_all else None,
-        "optim/grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else 0.0,
-    }
-    if critic is not None:
-        res.metrics.update({
-            "loss/value": sum(v_losses) / len(v_losses),
-            "critic/value_mean": _masked_mean(batch.old_values, mask),
-            "critic/return_mean": _masked_mean(batch.returns, mask),
-            "critic/explained_var": explained_variance(batch.old_values, batch.returns, mask),
-            "critic/clip_frac": sum(vf_clip) / len(vf_clip),
-            "critic/grad_norm": sum(c_grad_norms) / len(c_grad_norms) if c_grad_norms else 0.0,
-        })
-    return res
+def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epoch: int, mi: int):
+    """Clip and step the policy (and the critic); skip both when anything is non-finite, so no NaN
+    or inf reaches the weights or the optimizer's moments. Returns the grad norms."""
+    learner, max_norm = u.learner, u.cfg.max_grad_norm or float("inf")
+    critic = learner.critic
+    if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
+        _zero_grads(learner.policy, critic)
+    gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)
+    cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm) if critic is not None else None
+    finite = all(math.isfinite(float(x)) for x in (loss, gn, v_loss, 0.0 if cgn is None else cgn))
+    u.res.stepped.append(finite)
+    if finite:
+        learner.optimizer.step()
+        if critic is not None:
+            t0 = time.time()
+            learner.critic_optimizer.step()
+            u.res.t_critic += time.time() - t0
+    else:
+        learner.zero_grad()
+        u.res.nonfinite.append({"epoch": epoch, "mini_batch": mi, "loss": repr(loss), "grad_norm": repr(float(gn)),
+                                **({"value_loss": repr(v_loss), "critic_grad_norm": repr(float(cgn))} if critic else {})})
+    return float(gn), None if cgn is None else float(cgn)
+
+
+@dataclass
+class _Sums:
+    """The metrics of one update as they accumulate: token-weighted loss statistics of the last
+    epoch, the entropy of the first, one loss and grad norm per optimizer step of the last epoch."""
+
+    clip_low_frac: float = 0.0
+    clip_high_frac: float = 0.0
+    kl: float = 0.0
+    ratio: float = 0.0
+    tokens: float = 0.0
+    entropy: float = 0.0
+    losses: list = field(default_factory=list)
+    grad_norms: list = field(default_factory=list)
+    v_losses: list = field(default_factory=list)
+    c_grad_norms: list = field(default_factory=list)
+    vf_clip: list = field(default_factory=list)
+
+    def add_micro(self, mb: _Micro, last: bool) -> None:
+        if last:
+            tok = float(mb.stats["tokens"])
+            for k in ("clip_low_frac", "clip_high_frac", "kl", "ratio"):
+                setattr(self, k, getattr(self, k) + float(mb.stats[k]) * tok)
+            self.tokens += tok
+        if mb.entropy is not None:
+            self.entropy += mb.entropy
+
+    def add_step(self, loss: float, gn: float, v_loss: float, cgn: float | None, vf_clip: float) -> None:
+        self.grad_norms.append(gn)
+        self.losses.append(loss)
+        if cgn is not None:
+            self.c_grad_norms.append(cgn)
+            self.v_losses.append(v_loss)
+            self.vf_clip.append(vf_clip)
+
+    def metrics(self, trained: bool, critic_batch: TrainBatch | None, skipped_steps: int) -> dict:
+        tok = max(1.0, self.tokens)
+        out = {
+            "loss/policy": sum(self.losses) / len(self.losses), "loss/clip_low_frac": self.clip_low_frac / tok,
+            "loss/clip_high_frac": self.clip_high_frac / tok, "loss/kl": self.kl / tok,
+            "loss/ratio": self.ratio / tok if trained else 1.0,
+            "policy/entropy": self.entropy / tok if trained else None,
+            "optim/grad_norm": sum(self.grad_norms) / len(self.grad_norms) if self.grad_norms else 0.0,
+            "optim/skipped_steps": skipped_steps,
+        }
+        if critic_batch is not None:
+            b, mask = critic_batch, critic_batch.completion_mask
+            out.update({
+                "loss/value": sum(self.v_losses) / len(self.v_losses),
+                "critic/value_mean": _masked_mean(b.old_values, mask),
+                "critic/return_mean": _masked_mean(b.returns, mask),
+                "critic/explained_var": explained_variance(b.old_values, b.returns, mask),
+                "critic/clip_frac": sum(self.vf_clip) / len(self.vf_clip),
+                "critic/grad_norm": sum(self.c_grad_norms) / len(self.c_grad_norms) if self.c_grad_norms else 0.0,
+            })
+        return out
 
 
 def _zero_grads(*modules) -> None:

@@ -1,0 +1,39 @@
+"""Named points of a training step where a test injects a fault: ``GRPOKIT_FAULT=PHASE@STEP[:KIND]``.
+
+    sampled        after sampling and scoring, before the update
+    updated        after the weight update, before its metrics are logged
+    logged         after the metrics line, before the checkpoint
+    checkpointing  inside the checkpoint save: files written, not yet renamed into place
+    saved          after the checkpoint
+
+KIND: ``kill`` (default; SIGKILL, no cleanup of any kind), ``interrupt`` (a KeyboardInterrupt, as a
+second Ctrl-C), ``error`` (a RuntimeError), ``disk`` (an OSError "No space left on device"). Unset,
+each point is one dictionary lookup. Used by tests/train/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+ENV = "GRPOKIT_FAULT"
+PHASES = ("sampled", "updated", "logged", "checkpointing", "saved")
+
+
+def point(phase: str, step: int) -> None:
+    """Fault ``phase`` of ``step`` when ``$GRPOKIT_FAULT`` names it."""
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    where, _, kind = spec.partition(":")
+    if where != f"{phase}@{step}":
+        return
+    kind = kind or "kill"
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "interrupt":
+        raise KeyboardInterrupt
+    if kind == "disk":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    raise RuntimeError(f"injected fault at {phase} of step {step}")
