@@ -17,7 +17,6 @@ beta 0.04.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -42,7 +41,7 @@ from grpokit.tasks import load_task
 from grpokit.algo.presets import AlgoPreset
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, faults
+from grpokit.train import checkpoint as ckpt, determinism, faults, policy
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -143,13 +142,10 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
 
     task = load_task(cfg.task, **cfg.task_options)
     reward_specs = rw.build(cfg.rewards or task.rewards)
-    model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
-    model.config.use_cache = False
-    engine = HFEngine(model, tokenizer)
-    ref_model = None
-    if preset.needs_reference:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = adamw(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+    model, tokenizer = policy.load_policy(cfg, resume_from)  # + LoRA adapters, gradient checkpointing
+    engine = HFEngine(policy.engine_module(model), tokenizer)  # shares the policy's weights (adapters included)
+    ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
+    optimizer = adamw(policy.trainable(model), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
     critic = critic_optimizer = None
     if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
         critic = build_critic(model, shared=cfg.critic_trunk == "shared")
@@ -172,7 +168,7 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
         if ref_model is not None:
             if "ref_model" in state:  # the reference was reset to a later policy
                 ref_model.load_state_dict(state["ref_model"])
-            else:  # the reference is still the starting model, not the checkpoint's
+            elif not policy.is_lora(model):  # the reference is still the starting model, not the checkpoint's
                 ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval().requires_grad_(False)
         start_step = state["step"]
 
@@ -184,7 +180,8 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
         if critic_optimizer is not None:
             state["critic_optimizer"] = critic_optimizer.state_dict()
         keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
-        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
+        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic,
+                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged)
 
     session.begin(start_step, cfg.steps, save, position)
     writer = session.writer
@@ -291,7 +288,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
     cfg, preset, learner, writer = ctx.cfg, ctx.preset, ctx.learner, ctx.writer
     B, G = cfg.prompts_per_step, cfg.group_size
     t0 = time.time()
-    ctx.engine.sync_weights(learner.policy)
+    ctx.engine.sync_weights(policy.engine_module(learner.policy))
     got = sample_groups(ctx.engine, ctx.data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
     examples, rollout = got.examples, got.rollout

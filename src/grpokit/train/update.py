@@ -26,6 +26,7 @@ import torch
 from grpokit.models import precision
 from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
 from grpokit.algo.presets import AlgoPreset
+from grpokit.train.policy import is_checkpointing
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
 
 
@@ -117,8 +118,10 @@ def _is_groups(chunk: list[int], G: int) -> bool:
 
 
 def _logprobs(model, batch: TrainBatch, chunk: list[int], G: int, temp: float, entropy: bool = False):
+    # The shared-prompt path keeps the prompt's KV cache in the graph; a checkpointed forward drops
+    # caches, so it computes each sequence whole (same values and gradients, the prompt G times).
     with precision(model):
-        if G > 1 and _is_groups(chunk, G):
+        if G > 1 and _is_groups(chunk, G) and not is_checkpointing(model):
             return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
         return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
 
