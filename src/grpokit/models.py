@@ -311,4 +311,5 @@ def cache_kwarg(model) -> str:
     """The forward() keyword for a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper passes it on
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"

@@ -17,6 +17,7 @@ beta 0.04.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -41,7 +42,7 @@ from grpokit.tasks import load_task
 from grpokit.algo.presets import AlgoPreset
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, faults, policy
+from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -114,6 +115,8 @@ class StepContext:
     session: RunSession
     correctness: str
     on_update: Callable[[UpdateRecord], None] | None = None
+    dist: dist.Dist = dataclasses.field(default_factory=dist.Dist)
+    """This process's share of the step (data parallelism; one process: the whole step)."""
     skipped_in_a_row: int = 0
     """Optimizer steps skipped in a row for a non-finite loss or gradient norm."""
 
@@ -130,14 +133,23 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     check_schedule(cfg.lr_schedule)
-    run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train") as session:
-        _train(cfg, preset, session, on_update)
+    d = dist.setup(cfg.device)  # under torchrun: this rank's place; else one process
+    try:
+        dist.check_supported(cfg, d)
+        run_dir = Path(d.broadcast(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        session = dist.open_session(d, lambda: RunSession(run_dir, to_dict(cfg), resume=cfg.resume,
+                                                          override=cfg.override, command="grpokit train"), run_dir)
+        with session:
+            _train(cfg, preset, session, on_update, d)
+    finally:
+        dist.teardown(d)
     return run_dir
 
 
-def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update) -> None:
+def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update, d: dist.Dist) -> None:
     resume_from, run_dir = session.resume_from, session.dir
+    if d.active:  # each rank on its own GPU; the saved config keeps the device the user gave
+        cfg = dataclasses.replace(cfg, device=d.device(cfg.device))
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 
     task = load_task(cfg.task, **cfg.task_options)
@@ -198,8 +210,8 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
     eval_clock = {"start": time.time(), "spent": 0.0}  # eval_share = spent / wall time of this process
 
     def evaluate(step):
-        """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line."""
-        if cfg.eval_size <= 0:
+        """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line (rank 0)."""
+        if cfg.eval_size <= 0 or not d.main:
             return None
         t0 = time.time()
         res = evaluate_heldout(engine, tokenizer, task, task.heldout[:cfg.eval_size], eval_settings)
@@ -216,11 +228,14 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
 
     first_eval = evaluate(0) if start_step == 0 else None
     bar = None
-    if cfg.progress:
+    if cfg.progress and d.main:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start_step, desc=cfg.algo, dynamic_ncols=True)
     ctx = StepContext(cfg, preset, Learner(model, optimizer, ref_model, critic, critic_optimizer), engine, scheduler,
-                      data, sampler, reward_specs, params, prompt_text, session, task.correctness, on_update)
+                      data, sampler, reward_specs, params, prompt_text, session, task.correctness, on_update, d)
+    if d.active:  # this rank's rows of the noise one process would draw for the whole batch
+        start, _ = d.share(cfg.prompts_per_step)
+        engine.noise_rows = (start * cfg.group_size, cfg.prompts_per_step * cfg.group_size)
     try:
         while session.step < cfg.steps:
             step = session.step + 1
@@ -244,7 +259,7 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['reward/correct_frac']:.2f}",
                                 len=f"{metrics['completions/mean_length']:.0f}", s=f"{metrics['time/step']:.1f}")
-            if session.should_stop(cfg.stop_after):
+            if d.max(int(session.should_stop(cfg.stop_after))):  # every rank stops at the same step
                 break
     finally:
         if bar is not None:
@@ -257,6 +272,14 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update)
         print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
               f"({session.step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). "
               f"Run folder: {run_dir}")
+
+
+SUMMED_METRICS = ("loss/policy", "reward/errors", "reward/nonfinite", "groups/skipped_sequences",
+                  "throughput/tokens_per_s", "throughput/completions_per_s")
+"""Metrics that add up over ranks (the losses are already divided by the global normaliser)."""
+MAXED_METRICS = ("completions/max_length", "memory/peak_mb", "time/step", "time/generate", "time/reward",
+                 "time/update", "time/logprobs", "time/critic")
+"""Metrics whose rank maximum is the step's (the slowest rank sets the pace)."""
 
 
 class NonFiniteUpdates(RuntimeError):
@@ -285,12 +308,15 @@ def finite_scores(scores: Scores) -> tuple[Scores, list[int]]:
 
 def one_step(ctx: StepContext, step: int) -> dict:
     """Sample and score, then (a block Ctrl-C does not cut) update, log the groups, and mark the step complete."""
-    cfg, preset, learner, writer = ctx.cfg, ctx.preset, ctx.learner, ctx.writer
-    B, G = cfg.prompts_per_step, cfg.group_size
+    cfg, preset, learner, writer, d = ctx.cfg, ctx.preset, ctx.learner, ctx.writer, ctx.dist
+    B, G = cfg.prompts_per_step // d.world, cfg.group_size  # this rank's share of the step's prompts
     t0 = time.time()
     ctx.engine.sync_weights(policy.engine_module(learner.policy))
-    got = sample_groups(ctx.engine, ctx.data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
+    data = dist.ShareOfStream(ctx.data, d) if d.active else ctx.data
+    got = sample_groups(ctx.engine, data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
+    if d.active:
+        dist.catch_up_noise(d, ctx.engine, ctx.sampler)
     examples, rollout = got.examples, got.rollout
     for err in got.errors:
         writer.log_event("reward_error", step=step, **err)
@@ -314,7 +340,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
         if preset.use_critic:  # an unscorable completion has no return to regress on
             batch.completion_mask = batch.completion_mask * scores.valid.unsqueeze(-1).to(batch.completion_mask.dtype)
         learner.policy.train()
-        upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, ctx.on_update)
+        upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, ctx.on_update, dist=d)
         lr = ctx.scheduler.get_last_lr()[0]
         with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
@@ -337,8 +363,12 @@ def one_step(ctx: StepContext, step: int) -> dict:
         metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
         for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
             writer.log_event("aha", step=step, **aha.as_dict())
-        writer.log_groups(step, _groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
-                                        _extractor(ctx.reward_specs, ctx.correctness)))
+        groups = _groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+                         _extractor(ctx.reward_specs, ctx.correctness))
+        if d.active:  # every rank's metrics and groups, written by rank 0
+            metrics = d.reduce_metrics(metrics, len(batch), summed=SUMMED_METRICS, maxed=MAXED_METRICS)
+            groups = [g for part in d.gather(groups) for g in part]
+        writer.log_groups(step, groups)
         ctx.session.completed(step, metrics)
     return metrics
 
