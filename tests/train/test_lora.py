@@ -27,16 +27,20 @@ def _lora(tiny_model, tmp_path, name, **kw):
 
 @pytest.mark.slow
 def test_tiny_model_learns_with_lora(tiny_model, tmp_path):
-    run = train(_lora(tiny_model, tmp_path, "learn", steps=40, prompts_per_step=4, group_size=8, max_new_tokens=3,
-                      lr=3e-2, lora_rank=8, lora_alpha=16.0, template="plain"))
+    """Reward (share of digits written) rises with adapters only. The tiny model's logits are the
+    normed hidden state times 0.02-scale embeddings, so it learns through an adapter on the head."""
+    run = train(_lora(tiny_model, tmp_path, "learn", steps=20, prompts_per_step=4, group_size=8, max_new_tokens=3,
+                      lr=1e-2, lora_rank=8, lora_alpha=16.0, template="plain",
+                      lora_target_modules="q_proj,v_proj,lm_head"))
     m = RunReader(run).metrics()
     rewards = [x["reward/mean"] for x in m]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
-    assert last > first + 0.3, (first, last)
-    # only the adapters train: 2 layers x 7 linear modules x r (in + out)
-    h, ff, kv = 64, 128, 32
-    per_layer = 8 * ((h + h) * 2 + (h + kv) * 2 + (h + ff) * 2 + (ff + h))
-    assert m[0]["model/policy_params"] == 2 * per_layer
+    assert last > first + 0.4, (first, last)
+    # only the adapters train: 2 layers x (q: 64 -> 64, v: 64 -> 32) + the head (64 -> V), r (in + out) each
+    from transformers import AutoConfig
+
+    V = AutoConfig.from_pretrained(tiny_model).vocab_size
+    assert m[0]["model/policy_params"] == 8 * (2 * ((64 + 64) + (64 + 32)) + (64 + V))
 
 
 def test_reference_is_the_base_with_adapters_off(tiny_model, tmp_path):

@@ -288,3 +288,20 @@ def open_session(d: Dist, make_session, run_dir):
     from pathlib import Path
 
     return FollowerSession(run_dir, None if detail is None else Path(detail))
+
+
+def torchrun_command(argv: list[str], *, nproc: int, nnodes: int = 1, rdzv_endpoint: str = "",
+                     rdzv_id: str = "grpokit") -> list[str]:
+    """The torchrun command that runs ``grpokit train ARGV`` on ``nproc`` processes per node
+    (``nnodes`` nodes meeting at ``rdzv_endpoint``, torchrun's c10d rendezvous)."""
+    import sys
+
+    if nnodes > 1 and not rdzv_endpoint:
+        raise ValueError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT, the address every node can reach "
+                         "(e.g. the first node's, 10.0.0.1:29400)")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    if nnodes > 1:
+        cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id]
+    else:
+        cmd += ["--standalone"]
+    return cmd + ["-m", "grpokit", "train", *argv]

@@ -56,10 +56,9 @@ def _require_peft():
 
 
 def linear_module_names(model) -> list[str]:
-    """The distinct last names of the model's ``nn.Linear`` modules (q_proj, ...), the head excluded."""
-    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    """The distinct last names of the model's ``nn.Linear`` modules (q_proj, ..., lm_head)."""
     return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()
-                   if isinstance(m, torch.nn.Linear) and m is not out_emb and name})
+                   if isinstance(m, torch.nn.Linear) and name})
 
 
 def target_modules(spec: str, model) -> str | list[str]:
