@@ -1,6 +1,8 @@
 """Is a refactor behaviour-preserving? Run the same short trainings at two git revisions and compare.
 
-    python scripts/check_identical.py REV_A REV_B [--run "ARGS" ...] [--quickstart] [--keep DIR]
+    python scripts/check_identical.py REV_A [REV_B] [--run "ARGS" ...] [--quickstart] [--keep DIR]
+
+REV_B defaults to the working tree as it is.
 
 Each revision is checked out into a temporary worktree; every run config trains there with
 ``PYTHONPATH=<worktree>/src``, single-threaded (``--threads 1``: multi-threaded CPU matmuls are not
@@ -11,7 +13,7 @@ only one revision are listed (a new metric is not a difference in behaviour); ``
 makes them fail too. Exit 0 when everything is identical, 1 otherwise.
 
 Default runs (the tiny test model, toy digit task, a reward that varies within groups, 3 steps): the default algorithm, ``--algo ppo``
-and ``--algo dapo``. ``--quickstart`` adds ``configs/quickstart.yaml`` cut to 3 steps (the embedded
+and ``--algo dapo``. ``--quickstart`` adds ``configs/quickstart.yaml`` cut to 3 steps without evaluation (the embedded
 SmolLM2-135M; minutes on a CPU).
 """
 
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +38,7 @@ REWARDS = '''def digit_share(prompts, completions, **_):
     """Share of digits: varies within a group from the first step, so every run changes its weights."""
     return [sum(ch.isdigit() for ch in c) / max(1, len(c)) for c in completions]
 '''
+QUICKSTART = "--config configs/quickstart.yaml --steps 3 --eval_size 0"
 DEFAULT_RUNS = {"default": TINY, "ppo": TINY + " --algo ppo", "dapo": TINY + " --algo dapo"}
 
 
@@ -107,21 +111,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("rev_b", nargs="?", default="WORKTREE",
                     help="a revision, or WORKTREE (default) for the files as they are now")
     ap.add_argument("--run", action="append", metavar="ARGS",
-                    help="`grpokit train` arguments of one run (repeatable; replaces the default runs)")
-    ap.add_argument("--quickstart", action="store_true", help="also the quickstart config cut to 3 steps")
+                    help="`grpokit train` arguments of one run (repeatable; replaces the default runs; "
+                         "{tiny_model} and {toy_task} stand for the tiny model and toy task it builds; write --run='--algo ppo ...')")
+    ap.add_argument("--quickstart", action="store_true", help="also the quickstart config cut to 3 steps, without evaluation")
     ap.add_argument("--strict-keys", action="store_true", help="a metric present at one revision only is a failure")
     ap.add_argument("--keep", help="keep the run folders under this directory")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still remove the worktrees (the finally below)
 
     with tempfile.TemporaryDirectory(prefix="check_identical-") as tmp:
         work = Path(args.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         model, task = _tiny_model(work / "tiny"), _toy_task(work / "toy.jsonl")
         (work / "check_rewards.py").write_text(REWARDS)
-        runs = {f"run{i}": r for i, r in enumerate(args.run)} if args.run else dict(DEFAULT_RUNS)
-        runs = {name: f"--model {model} --task {task} {r}" for name, r in runs.items()}
+        if args.run:  # as given; {tiny_model} and {toy_task} name the built ones
+            runs = {f"run{i}": r.format(tiny_model=model, toy_task=task) for i, r in enumerate(args.run)}
+        else:
+            runs = {name: f"--model {model} --task {task} {r}" for name, r in DEFAULT_RUNS.items()}
         if args.quickstart:
-            runs["quickstart"] = "--config configs/quickstart.yaml --steps 3"
+            runs["quickstart"] = QUICKSTART
         trees = {}
         for label, rev in (("a", args.rev_a), ("b", args.rev_b)):
             if rev == "WORKTREE":

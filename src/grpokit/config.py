@@ -42,7 +42,7 @@ class ComputeOptions:
     dtype: str = "auto"
     """'auto' (bf16 where the hardware multiplies it natively, else fp32), 'fp32', 'bf16'; training keeps fp32 weights and computes in this dtype."""
     threads: int = 0
-    """CPU threads for torch (0 = torch's default)."""
+    """CPU threads for torch (0 = automatic: one per available core; train and sft use 1 for models under 20M parameters)."""
     progress: bool = True
     """Show a progress bar."""
 
@@ -68,6 +68,8 @@ class TrainConfig(ComputeOptions):
     """System message for the chat template ('' = the template's own default)."""
     rewards: dict = field(default_factory=dict)
     """Reward functions, name -> weight; names are built-ins or 'module:function'. Empty = the task's default."""
+    reward_timeout: float = 300.0
+    """Seconds one call of a reward function may take; past it the call is stopped and its completions score None, logged (0 = no limit)."""
     # --- algorithm: `algo` names a preset, which sets the fields below that you do not set ---
     algo: str = DEFAULT_PRESET
     """Algorithm preset: grpo_no_kl (the default: GRPO with beta 0), grpo (DeepSeekMath, beta 0.04), r1_zero,
@@ -175,6 +177,8 @@ class TrainConfig(ComputeOptions):
     """Sampling temperature of the eval_samples (R1 evaluates at 0.6)."""
     eval_top_p: float = 0.95
     """Nucleus mass of the eval_samples (R1 evaluates at 0.95)."""
+    report_to: str = ""
+    """Also send metrics.jsonl's records to these trackers: a comma-separated list of tensorboard, wandb, mlflow, trackio ('' or none = only the run folder). Local/offline by default; see docs/run-format.md."""
     save_every: int = 0
     """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
     out: str = ""
@@ -264,7 +268,10 @@ RANGES: dict[str, str] = {
     "lora_rank": ">= 0", "lora_alpha": "> 0", "lora_dropout": "[0, 1)", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "micro_batch_size": ">= 1",
     # evaluation, logging, checkpoints
     "eval_every": ">= 0", "eval_size": ">= 0", "eval_max_new_tokens": ">= 0", "eval_samples": ">= 0",
-    "eval_temperature": ">= 0", "eval_top_p": "(0, 1]", "save_every": ">= 0", "stop_after": ">= 0", "seed": "any", "max_skipped_steps": ">= 1",
+    "eval_temperature": ">= 0", "eval_top_p": "(0, 1]", "save_every": ">= 0", "stop_after": ">= 0", "seed": "any",
+    "max_skipped_steps": ">= 1",
+    # rewards
+    "reward_timeout": ">= 0",
     # SFT
     "epochs": ">= 1", "max_steps": ">= 0", "batch_size": ">= 1", "max_length": ">= 1", "bucket_window": ">= 1",
     # evaluation and rejection sampling
@@ -296,7 +303,7 @@ REGISTRY_NAMES = ("algo", "advantage", "policy_loss", "kl_estimator", "kl_placem
 :class:`grpokit.algo.Algorithm`, so a newly registered one is accepted."""
 
 FREE_TEXT = ("model", "task", "system_prompt", "out", "data", "prompt_key", "response_key", "correctness",
-             "verifier", "few_shot", "script", "lora_target_modules", "override")
+             "verifier", "few_shot", "script", "report_to", "override", "lora_target_modules")
 """String fields checked where they are used (a model or task name, a path, a reward spec)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -6,6 +6,7 @@ see docs/explorer.md), else to pytest's tmp dir.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -228,5 +229,44 @@ def test_a_real_two_step_training_run_in_the_browser(page, tiny_model, tmp_path,
         assert [v for _, v in shown] == pytest.approx(want, abs=1e-9)
         page.screenshot(path=str(shots / "explorer-real-run.png"), full_page=True)
     finally:
+        s.shutdown()
+        s.server_close()
+
+
+def test_a_large_step_is_paged_in_the_browser(browser, run_dir, tmp_path):
+    """120 groups: the list shows 50 at a time, the pager turns pages, a group far down opens alone."""
+    big = shutil.copytree(run_dir, tmp_path / "big")
+    dump = RunReader(run_dir).groups(1)
+    groups = [{**dump[i % len(dump)], "question": f"question {i}"} for i in range(120)]
+    (big / "rollouts" / "step_000001.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups), encoding="utf-8")
+    s = srv.make_server([big], port=0)
+    srv.serve_in_thread(s)
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    try:
+        base = f"http://127.0.0.1:{s.server_address[1]}/"
+        pg.goto(base + "#/run/0/step/1")
+        pg.wait_for_selector("a.group-row")
+        rows = pg.locator("a.group-row")
+        assert rows.count() == 50 and rows.first.get_attribute("data-group") == "0"
+        assert "Step 1: 120 groups" in pg.locator("h2").first.inner_text()
+        assert pg.locator(".pager .muted").inner_text() == "groups 0–49 of 120"
+        pg.get_by_role("button", name="later groups ›").click()
+        pg.wait_for_selector("a.group-row[data-group='50']")
+        pg.get_by_role("button", name="later groups ›").click()
+        pg.wait_for_selector("a.group-row[data-group='100']")
+        assert pg.locator("a.group-row").count() == 20
+        assert pg.get_by_role("button", name="later groups ›").is_disabled()
+        pg.click("a.group-row[data-group='117']")
+        pg.wait_for_selector("#group-view .adv-label")
+        assert "question 117" in pg.locator("h2.group-title").inner_text()
+        pg.get_by_role("link", name="next group ›").click()
+        pg.wait_for_function("document.querySelector('h2.group-title')?.innerText.includes('question 118')")
+        pg.get_by_role("link", name="‹ all groups of step 1").click()
+        pg.wait_for_selector("a.group-row[data-group='118']")  # back on the page that holds it
+        assert problems == []
+    finally:
+        pg.close()
         s.shutdown()
         s.server_close()

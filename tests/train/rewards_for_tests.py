@@ -1,5 +1,7 @@
 """Reward functions used by the loop tests through the 'module:function' form."""
 
+import math
+
 
 def crash_on_digits(prompts, completions, **_):
     out = []
@@ -31,3 +33,11 @@ def nan_every_other(prompts, completions, **_):
     """NaN for odd completions, inf for every fourth, else the share of digits: nothing non-finite may reach the weights."""
     return [float("inf") if i % 4 == 0 else float("nan") if i % 2 else sum(ch.isdigit() for ch in c) / max(1, len(c))
             for i, c in enumerate(completions)]
+
+
+def breaks_the_contract(prompts, completions, **_):
+    """Exits on a completion with a digit, scores NaN one with a space, and gives a batch one value too many."""
+    if any(ch.isdigit() for c in completions for ch in c):
+        raise SystemExit("a reward called sys.exit")
+    values = [math.nan if " " in c else 1.0 for c in completions]
+    return values + [0.0] if len(completions) > 1 else values

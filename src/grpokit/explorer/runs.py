@@ -3,10 +3,16 @@
 The client never sends a path: it names a run by its index in the list the server was started
 with, or by that run's sanitized name. Each reader call is wrapped so a run folder that is being
 written, is partial, corrupt or deleted shows an error for that run (or that group), never a crash.
+
+Every file is read through :class:`ConfinedReader`: its path is resolved (symlinks followed) and
+refused unless it stays inside the run folder, so a symlink in a run folder cannot show a file
+from elsewhere. A step's rollout dump is served a page of groups at a time (:func:`read_page`),
+never whole: one line is one group, and a page stops at ``limit`` groups or ``MAX_PAGE_BYTES``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -16,10 +22,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.explorer.scaling import SCALINGS, scale_group
-from grpokit.train.run_folder import ROLLOUT_DIR, RunReader
+from grpokit.train.run_folder import CHECKPOINT_DIR, ROLLOUT_DIR, RunReader, rollout_path
 
 _RUN_MARKERS = ("config.yaml", "status.json", "metrics.jsonl", ROLLOUT_DIR)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+PAGE_GROUPS = 50
+"""Groups per page of the step browser when the client does not say."""
+MAX_PAGE_GROUPS = 500
+MAX_PAGE_BYTES = 4_000_000
+"""A page ends after the group that brings it past this many bytes of the dump (at least one group)."""
+MAX_GROUP_BYTES = 8_000_000
+"""A group (one line of the dump) larger than this is not parsed or sent; the page says so."""
 
 # Config keys the summary shows, each with the spellings it may have ("/" = nesting).
 SUMMARY_KEYS: dict[str, tuple[str, ...]] = {
@@ -80,16 +93,125 @@ def _looks_like_run(d: Path) -> bool:
 
 
 def expand_run_dirs(paths: list[str | os.PathLike]) -> list[Path]:
-    """Each given folder, or, for a folder holding runs (``runs/``), each run inside it."""
+    """Each given folder, or, for a folder holding runs (``runs/``), each run inside it.
+
+    Inside a folder of runs, a symlink that leads out of that folder is not taken as a run.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir() and not _looks_like_run(p):
-            kids = sorted(c for c in p.iterdir() if c.is_dir() and _looks_like_run(c))
+            root = p.resolve()
+            kids = sorted(c for c in p.iterdir() if c.is_dir() and _looks_like_run(c)
+                          and c.resolve().is_relative_to(root))
             if kids:
                 out.extend(kids)
                 continue
         out.append(p)
     return out
+
+
+def confined(root: Path, *parts: str) -> Path:
+    """``root/parts`` resolved; ``PermissionError`` if it (through a symlink or ``..``) leaves ``root``."""
+    real = root.joinpath(*parts).resolve()
+    if real != root and not real.is_relative_to(root):
+        raise PermissionError(f"{'/'.join(parts)} leads outside the run folder (to {real}); "
+                              "the explorer reads only files inside the run folder")
+    return real
+
+
+class ConfinedReader(RunReader):
+    """A :class:`RunReader` that refuses every file whose resolved path leaves the (resolved) run folder.
+
+    ``refused`` lists the checkpoints left out of :meth:`checkpoints` for that reason.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        super().__init__(run_dir)
+        self.dir = self.dir.resolve()
+        self.refused: list[str] = []
+
+    def config(self) -> dict:
+        confined(self.dir, "config.yaml")
+        return super().config()
+
+    def status(self) -> dict:
+        confined(self.dir, "status.json")
+        return super().status()
+
+    def metrics(self) -> list[dict]:
+        confined(self.dir, "metrics.jsonl")
+        return super().metrics()
+
+    def evals(self) -> list[dict]:
+        confined(self.dir, "eval.jsonl")
+        return super().evals()
+
+    def events(self) -> list[dict]:
+        confined(self.dir, "events.log")
+        return super().events()
+
+    def steps(self) -> list[int]:
+        confined(self.dir, ROLLOUT_DIR)
+        return super().steps()
+
+    def groups(self, step: int) -> list[dict]:
+        confined(self.dir, ROLLOUT_DIR, rollout_path(self.dir, step).name)
+        return super().groups(step)
+
+    def checkpoints(self):
+        confined(self.dir, CHECKPOINT_DIR)
+        kept = []
+        for p in super().checkpoints():
+            try:
+                confined(self.dir, CHECKPOINT_DIR, p.name)
+                kept.append(p)
+            except PermissionError as e:
+                self.refused.append(f"checkpoint {p.name}: {e}")
+        return iter(kept)
+
+
+def _read_line(f, cap: int) -> tuple[bytes | None, int, bool]:
+    """The next line of binary file ``f``: ``(bytes or None if longer than cap, size, complete)``.
+
+    ``complete`` is False at the end of the file and for a last line without its newline (a
+    writer is still writing it). A line over ``cap`` is skipped in 1 MB reads, never held whole.
+    """
+    line = f.readline(cap + 1)
+    if line.endswith(b"\n"):
+        return line, len(line), True
+    if len(line) <= cap:  # end of file
+        return None, len(line), False
+    size = len(line)
+    while True:
+        more = f.readline(1 << 20)
+        size += len(more)
+        if more.endswith(b"\n"):
+            return None, size, True
+        if len(more) < (1 << 20):
+            return None, size, False
+
+
+def read_page(path: Path, offset: int, limit: int, max_bytes: int = MAX_PAGE_BYTES,
+              max_line: int = MAX_GROUP_BYTES) -> tuple[list[tuple[int, bytes | None, int]], int]:
+    """Lines ``offset, offset+1, ...`` of ``path`` as ``(index, bytes or None if too big, size)``, and the line count.
+
+    The page stops at ``limit`` lines or once it holds ``max_bytes`` (after at least one line); the
+    lines after it are only counted. A partial last line (still being written) is not a line yet.
+    """
+    page: list[tuple[int, bytes | None, int]] = []
+    used = total = 0
+    with open(path, "rb") as f:
+        while len(page) < limit and (used < max_bytes or not page):
+            line, size, complete = _read_line(f, max_line)
+            if not complete:
+                return page, total
+            if total >= offset:
+                page.append((total, line, size))
+                used += size if line is not None else 0
+            total += 1
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # count the rest without holding it
+            total += chunk.count(b"\n")
+    return page, total
 
 
 @dataclass(frozen=True)
@@ -137,7 +259,7 @@ class RunSet:
     def summary(self, run: Run) -> dict[str, Any]:
         errors: list[str] = []
         out: dict[str, Any] = {"id": run.index, "name": run.name, "path": str(run.path)}
-        reader = _errors_to(errors, "run folder", lambda: RunReader(run.path), None)
+        reader = _errors_to(errors, "run folder", lambda: ConfinedReader(run.path), None)
         if reader is None:
             return {**out, "status": {"state": "missing"}, "errors": errors, "steps": [], "checkpoints": []}
         cfg = _errors_to(errors, "config.yaml", reader.config, {}) or {}
@@ -154,6 +276,7 @@ class RunSet:
                           if (v := cfg_get(cfg, *keys)) is not None and not isinstance(v, dict)}
         out["steps"] = _errors_to(errors, "rollouts", reader.steps, [])
         out["checkpoints"] = _errors_to(errors, "checkpoints", lambda: [p.name for p in reader.checkpoints()], [])
+        errors += reader.refused
         out["use_critic"] = bool(cfg_get(cfg, "algo/use_critic", "use_critic", default=False))
         out["version"] = self._version(run)
         out["errors"] = errors
@@ -173,7 +296,7 @@ class RunSet:
     def series(self, run: Run) -> dict[str, Any]:
         """Numeric metrics and evals, one record per step, for the curves."""
         errors: list[str] = []
-        reader = _errors_to(errors, "run folder", lambda: RunReader(run.path), None)
+        reader = _errors_to(errors, "run folder", lambda: ConfinedReader(run.path), None)
         if reader is None:
             return {"metrics": [], "evals": [], "errors": errors}
 
@@ -208,21 +331,37 @@ class RunSet:
                 "critic_s": statistics.median(critic_s) if critic_s else None,
                 "steps_measured": len(step_s), "keys": COST_KEYS}
 
-    def step(self, run: Run, step: int) -> dict[str, Any]:
+    def step(self, run: Run, step: int, offset: int = 0, limit: int = PAGE_GROUPS) -> dict[str, Any]:
+        """Groups ``offset..offset+limit-1`` of step ``step`` (fewer if they pass ``MAX_PAGE_BYTES``).
+
+        ``total`` is the number of groups in the dump, ``next`` the offset of the next page (or None).
+        """
         errors: list[str] = []
-        reader = _errors_to(errors, "run folder", lambda: RunReader(run.path), None)
+        out: dict[str, Any] = {"step": step, "groups": [], "errors": errors, "offset": offset, "total": 0, "next": None}
+        reader = _errors_to(errors, "run folder", lambda: ConfinedReader(run.path), None)
         if reader is None:
-            return {"step": step, "groups": [], "errors": errors}
-        records = _errors_to(errors, f"rollouts/step_{step:06d}.jsonl", lambda: reader.groups(step), [])
-        if not records and not errors:
-            errors.append(f"no rollout dump for step {step} (rollouts/step_{step:06d}.jsonl is missing or empty)")
+            return out
+        name = f"rollouts/step_{step:06d}.jsonl"
+
+        def page():
+            path = confined(reader.dir, ROLLOUT_DIR, rollout_path(reader.dir, step).name)
+            return read_page(path, offset, limit) if path.exists() else ([], 0)
+
+        lines, total = _errors_to(errors, name, page, ([], 0))
+        if total == 0 and not errors:
+            errors.append(f"no rollout dump for step {step} ({name} is missing or empty)")
         groups = []
-        for i, rec in enumerate(records):
+        for i, line, size in lines:
+            if line is None:
+                groups.append({"index": i, "error": f"group {i} is {size / 1e6:.1f} MB, more than the explorer shows "
+                                                    f"({MAX_GROUP_BYTES / 1e6:.0f} MB): read line {i + 1} of {name}"})
+                continue
             try:
-                groups.append(group_view(i, rec))
+                groups.append(group_view(i, json.loads(line)))
             except (TypeError, ValueError, KeyError, AttributeError) as e:
                 groups.append({"index": i, "error": f"group {i} of step {step} is malformed: {e}"})
-        return {"step": step, "groups": groups, "errors": errors}
+        end = lines[-1][0] + 1 if lines else offset
+        return {**out, "groups": groups, "total": total, "next": end if end < total else None}
 
 
 def _is_format_failure(c: dict) -> bool:

@@ -2,14 +2,17 @@
 
 The server knows a fixed list of run folders (given on the command line) and a fixed set of static
 files (read once from ``static/``). Every URL names a run by index or sanitized name and a step by
-number; no part of a URL is ever joined onto a file-system path.
+number; no part of a URL is ever joined onto a file-system path, and every file read is resolved
+and refused if a symlink leads it out of its run folder (:class:`grpokit.explorer.runs.ConfinedReader`).
 
 JSON API (all GET unless marked)::
 
     /api/runs                          summaries of every run (status, config summary, steps, errors)
     /api/runs/<run>                    one summary
     /api/runs/<run>/series             numeric metrics.jsonl and eval.jsonl records (the curves)
-    /api/runs/<run>/steps/<k>          the groups of step k, with the filter flags
+    /api/runs/<run>/steps/<k>?offset=&limit=
+                                       a page of the groups of step k, with the filter flags
+                                       (default 0 and 50; ``total`` and ``next`` say what is left)
     /api/cost                          each run's own measurements of its cost (the critic panel)
     /api/runs/<run>/try                Try it: prompts, checkpoints, defaults
     POST /api/runs/<run>/try/sample    {checkpoint, question, answer, G, temperature} -> completions
@@ -29,12 +32,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from grpokit.explorer.backends import LocalTryBackend, TryBackend
-from grpokit.explorer.runs import RunSet, cfg_get, expand_run_dirs
+from grpokit.explorer.runs import MAX_PAGE_GROUPS, PAGE_GROUPS, ConfinedReader, RunSet, cfg_get, expand_run_dirs
 from grpokit.explorer.scaling import SCALINGS, scale_group
-from grpokit.train.run_folder import RunReader
 
 STATIC_DIR = Path(__file__).with_name("static")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -86,7 +88,7 @@ class Explorer:
     def try_info(self, run) -> dict[str, Any]:
         if self.backend is None:
             return {"available": False, "error": "Try it is off (the explorer was started with --no-try)."}
-        reader = RunReader(run.path)
+        reader = ConfinedReader(run.path)
         cfg = reader.config() or {}
         ckpts = self.backend.checkpoints(reader)
         try:
@@ -115,7 +117,7 @@ class Explorer:
             raise BadRequest(f"'G' must be an integer from 1 to {MAX_G}, got {G!r}")
         if not isinstance(temp, (int, float)) or isinstance(temp, bool) or not 0 <= temp <= 2:
             raise BadRequest(f"'temperature' must be a number from 0 to 2, got {temp!r}")
-        reader = RunReader(run.path)
+        reader = ConfinedReader(run.path)
         ckpt = body.get("checkpoint")
         allowed = self.backend.checkpoints(reader)
         if ckpt not in allowed:
@@ -138,7 +140,8 @@ class Explorer:
         return {"scale": scale, "advantages": s.advantages, "baselines": s.baselines, "mean": s.mean, "std": s.std}
 
     # ---- routing -------------------------------------------------------------------------------
-    def get(self, parts: list[str]) -> Any:
+    def get(self, parts: list[str], query: dict[str, list[str]] | None = None) -> Any:
+        query = query or {}
         match parts:
             case ["runs"]:
                 return [self.runs.summary(r) for r in self.runs.runs]
@@ -150,7 +153,8 @@ class Explorer:
             case ["runs", ref, "series"]:
                 return self.runs.series(self.run_or_404(ref))
             case ["runs", ref, "steps", k] if re.fullmatch(r"[0-9]{1,9}", k):
-                return self.runs.step(self.run_or_404(ref), int(k))
+                return self.runs.step(self.run_or_404(ref), int(k), _int_arg(query, "offset", 0, 0, 10**9),
+                                      _int_arg(query, "limit", PAGE_GROUPS, 1, MAX_PAGE_GROUPS))
             case ["runs", ref, "try"]:
                 return self.try_info(self.run_or_404(ref))
         raise LookupError("no such API endpoint: see the list in grpokit/explorer/server.py")
@@ -162,6 +166,15 @@ class Explorer:
             case ["runs", ref, "try", "sample"]:
                 return self.try_sample(self.run_or_404(ref), body)
         raise LookupError("no such API endpoint")
+
+
+def _int_arg(query: dict[str, list[str]], name: str, default: int, lo: int, hi: int) -> int:
+    values = query.get(name)
+    if not values:
+        return default
+    if len(values) != 1 or not re.fullmatch(r"[0-9]{1,10}", values[0]) or not lo <= int(values[0]) <= hi:
+        raise BadRequest(f"{name!r} must be one integer from {lo} to {hi}, got {values!r}")
+    return int(values[0])
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -210,7 +223,7 @@ class Handler(BaseHTTPRequestHandler):
                     return self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "only the API takes POST"})
                 return self._static()
             if method == "GET":
-                return self._json(HTTPStatus.OK, self.explorer.get(parts))
+                return self._json(HTTPStatus.OK, self.explorer.get(parts, parse_qs(urlsplit(self.path).query)))
             return self._json(HTTPStatus.OK, self.explorer.post(parts, self._body()))
         except BadRequest as e:
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})

@@ -33,6 +33,7 @@ from typing import Any
 
 from grpokit.pipeline import recipe as rcp
 from grpokit.pipeline.stages import MANAGED, MANIFEST, clear, kinds
+from grpokit.train.session import acquire_lock, release_lock
 
 VOLATILE = ("stop_after", "threads")
 """Stage fields that do not change results (left out of a stage's identity)."""
@@ -120,7 +121,14 @@ def run_pipeline(recipe: rcp.Recipe, out: str = "", progress: bool = True) -> in
     meta = _read_json(meta_path)
     if meta is not None and meta.get("recipe") != recipe.name:
         raise FileExistsError(f"{run_dir} holds a {meta.get('recipe')!r} pipeline, not {recipe.name!r}; use another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = acquire_lock(run_dir)  # one pipeline per folder (each rl/sft stage also locks its own)
+    try:
+        return _run_locked(recipe, run_dir, meta_path, meta, progress)
+    finally:
+        release_lock(lock)
+
+
+def _run_locked(recipe: rcp.Recipe, run_dir: Path, meta_path: Path, meta: dict | None, progress: bool) -> int:
     if not (run_dir / "recipe.yaml").exists():
         (run_dir / "recipe.yaml").write_text(recipe.text, encoding="utf-8")
     meta = {"recipe": recipe.name, "recipe_file": str(recipe.path), "vars": recipe.vars, "overrides": recipe.overrides,

@@ -12,8 +12,10 @@ can see what was graded.
 Functions are named in a config as a built-in name (``math``, ``format``, ...), as a configured
 built-in ``name(key=value, ...)`` (``overlong(max_len=1024, cache=256)``: keyword arguments are
 Python literals, given to the factory registered under that name), or as ``module:function``.
-Several combine with weights. A function that raises does not kill the run:
-the error is logged with the failing sample and that sample scores ``None``.
+Several combine with weights. A function that breaks the contract (raises, even ``SystemExit``;
+returns the wrong number of values, a non-number or a NaN; runs past ``reward_timeout``) does not
+kill the run and does not shift other scores: the error is logged with the failing sample, which
+scores ``None``. See :mod:`grpokit.rewards.contract`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ import ast
 import importlib
 import logging
 import re
-import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from grpokit.records import Scores
+from grpokit.rewards import contract
 
 log = logging.getLogger(__name__)
 
@@ -137,12 +139,18 @@ class RewardSpec:
     name: str
     fn: RewardFn
     weight: float = 1.0
+    timeout: float = contract.DEFAULT_TIMEOUT_S
+    """Seconds one call may take before it is stopped and its completions score None (0 = no limit)."""
 
 
-def build(specs: list[str] | dict[str, float]) -> list[RewardSpec]:
-    """Config form -> specs. A list gives weight 1 each; a dict maps name -> weight."""
+def build(specs: list[str] | dict[str, float], timeout: float = contract.DEFAULT_TIMEOUT_S) -> list[RewardSpec]:
+    """Config form -> specs. A list gives weight 1 each; a dict maps name -> weight.
+
+    ``timeout``: seconds each call of each function may take (0 = no limit); see :mod:`grpokit.rewards.contract`.
+    """
     items = specs.items() if isinstance(specs, dict) else [(s, 1.0) for s in specs]
-    return [RewardSpec(name=_display_name(name), fn=resolve(name), weight=float(w)) for name, w in items]
+    return [RewardSpec(name=_display_name(name), fn=resolve(name), weight=float(w), timeout=float(timeout))
+            for name, w in items]
 
 
 def _display_name(spec) -> str:
@@ -153,28 +161,45 @@ def _display_name(spec) -> str:
 
 
 def _call_one(spec: RewardSpec, prompts, completions, columns, errors) -> list[float | None]:
+    """One reward on ``N`` completions under the contract (:mod:`grpokit.rewards.contract`)."""
     n = len(completions)
+
+    def failed(i: int, problem: str, message: str) -> None:
+        errors.append({"reward": spec.name, "index": i, "completion": completions[i][:500], "problem": problem,
+                       "error": message})
+        log.warning("reward %s failed on sample %d (%s): %s", spec.name, i, problem, message.strip().splitlines()[-1])
+
+    def scored(i: int, raw) -> float | None:
+        v, problem, message = contract.to_score(raw)
+        if problem:
+            failed(i, problem, message)
+        return v
+
     try:
-        out = list(spec.fn(prompts, completions, **columns))
-        if len(out) != n:
-            raise ValueError(f"returned {len(out)} rewards for {n} completions")
-        return [None if v is None else float(v) for v in out]
-    except Exception:
-        batch_error = traceback.format_exc(limit=3)
+        out = contract.call(spec.fn, spec.name, prompts, completions, columns, spec.timeout)
+        return [scored(i, v) for i, v in enumerate(out)]
+    except contract.RewardFailure as e:
+        if n == 1:
+            failed(0, e.problem, e.message)
+            return [None]
+        log.warning("reward %s failed on the batch of %d (%s); scoring one completion at a time",
+                    spec.name, n, e.message.strip().splitlines()[-1])
     # The batch call failed: retry one sample at a time so a single bad sample costs only itself.
     result: list[float | None] = []
+    timeouts = 0
     for i in range(n):
+        if timeouts >= contract.MAX_SINGLE_TIMEOUTS:
+            failed(i, "timeout", f"not scored: {timeouts} single completions of this batch already timed out")
+            result.append(None)
+            continue
         cols_i = {k: [v[i]] for k, v in columns.items()}
         try:
-            v = list(spec.fn([prompts[i]], [completions[i]], **cols_i))[0]
-            result.append(None if v is None else float(v))
-        except Exception:
-            err = traceback.format_exc(limit=3)
-            errors.append({"reward": spec.name, "index": i, "completion": completions[i][:500], "error": err})
-            log.warning("reward %s failed on sample %d: %s", spec.name, i, err.strip().splitlines()[-1])
+            result.append(scored(i, contract.call(spec.fn, spec.name, [prompts[i]], [completions[i]], cols_i,
+                                                  spec.timeout)[0]))
+        except contract.RewardFailure as e:
+            timeouts += e.problem == "timeout"
+            failed(i, e.problem, e.message)
             result.append(None)
-    if not errors or errors[-1]["reward"] != spec.name:
-        log.debug("reward %s batch call failed but every single call worked: %s", spec.name, batch_error)
     return result
 
 

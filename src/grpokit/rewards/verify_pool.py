@@ -139,7 +139,15 @@ class VerifyPool:
         if self._closed:
             raise RuntimeError("this VerifyPool is closed")
         with self._lock:
-            return self._map(pairs)
+            try:
+                return self._map(pairs)
+            except BaseException:
+                # Interrupted mid-batch (a reward time limit, Ctrl-C): a busy worker's late answer
+                # carries this batch's index and would be taken as the next batch's; start afresh.
+                for w in self._workers:
+                    w.kill()
+                self._workers = []
+                raise
 
     def _map(self, pairs: list[tuple[str, str]]) -> list[Verdict]:
         results: list[Verdict | None] = [None] * len(pairs)

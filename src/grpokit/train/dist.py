@@ -46,6 +46,7 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    local_world: int = 1
     timeout_s: float = 1800.0
     comm: str = "cpu"
     """Where the small tensors of collectives live: 'cpu' for gloo, the rank's GPU for NCCL."""
@@ -174,7 +175,8 @@ def setup(device: str = "auto") -> Dist:
         if cuda:
             torch.cuda.set_device(local)
         torch.distributed.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(seconds=timeout))
-    return Dist(rank=rank, world=world, local_rank=local, timeout_s=timeout, comm=f"cuda:{local}" if cuda else "cpu")
+    return Dist(rank=rank, world=world, local_rank=local, local_world=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                timeout_s=timeout, comm=f"cuda:{local}" if cuda else "cpu")
 
 
 def teardown(d: Dist) -> None:
@@ -236,7 +238,7 @@ class FollowerSession:
         self.dir, self.resume_from = Path(run_dir), resume_from
         self.writer, self.step, self.total = _NoWriter(), 0, 0
 
-    def begin(self, step: int, total: int, save, position=None, extra_config=None) -> None:
+    def begin(self, step: int, total: int, save, position=None, extra_config=None, trackers=None) -> None:
         self.step, self.total = step, total
 
     def critical(self):

@@ -6,9 +6,10 @@
     checkpointing  inside the checkpoint save: files written, not yet renamed into place
     saved          after the checkpoint
 
-KIND: ``kill`` (default; SIGKILL, no cleanup of any kind), ``interrupt`` (a KeyboardInterrupt, as a
-second Ctrl-C), ``error`` (a RuntimeError), ``disk`` (an OSError "No space left on device"). Unset,
-each point is one dictionary lookup. Used by tests/train/test_faults.py.
+KIND: ``kill`` (default; SIGKILL, no cleanup of any kind), ``sigint`` / ``sigint2`` (one or two
+Ctrl-C: SIGINT sent to the process itself), ``interrupt`` (a KeyboardInterrupt raised here),
+``error`` (a RuntimeError), ``disk`` (an OSError "No space left on device"). Unset, each point is one
+dictionary lookup. Used by tests/train/test_faults.py.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def point(phase: str, step: int) -> None:
     kind = kind or "kill"
     if kind == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if kind in ("sigint", "sigint2"):
+        for _ in range(1 if kind == "sigint" else 2):
+            os.kill(os.getpid(), signal.SIGINT)
+        return
     if kind == "interrupt":
         raise KeyboardInterrupt
     if kind == "disk":

@@ -39,10 +39,10 @@ from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.tasks import load_task
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy
+from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy, trackers
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -103,7 +103,7 @@ class StepContext:
     """What every step of a run uses, built once by :func:`train`."""
 
     cfg: TrainConfig
-    preset: AlgoPreset
+    preset: Algorithm
     learner: Learner
     engine: HFEngine
     scheduler: torch.optim.lr_scheduler.LRScheduler
@@ -133,28 +133,33 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     """
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     check_schedule(cfg.lr_schedule)
+    trackers.check_installed(cfg.report_to)  # so does --report-to naming a tracker that is not installed
     d = dist.setup(cfg.device)  # under torchrun: this rank's place; else one process
     try:
         dist.check_supported(cfg, d)
         run_dir = Path(d.broadcast(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
         session = dist.open_session(d, lambda: RunSession(run_dir, to_dict(cfg), resume=cfg.resume,
                                                           override=cfg.override, command="grpokit train"), run_dir)
-        with session:
+        with session:  # any stop in here: the last completed step saved, a true status, the lock released
             _train(cfg, preset, session, on_update, d)
     finally:
         dist.teardown(d)
     return run_dir
 
 
-def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update, d: dist.Dist) -> None:
+def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, d: dist.Dist) -> None:
     resume_from, run_dir = session.resume_from, session.dir
     if d.active:  # each rank on its own GPU; the saved config keeps the device the user gave
         cfg = dataclasses.replace(cfg, device=d.device(cfg.device))
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 
     task = load_task(cfg.task, **cfg.task_options)
-    reward_specs = rw.build(cfg.rewards or task.rewards)
+    reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
     model, tokenizer = policy.load_policy(cfg, resume_from)  # + LoRA adapters, gradient checkpointing
+    if not cfg.threads and not cfg.deterministic:
+        determinism.auto_threads(model)
+        if d.active and not cfg.device.startswith("cuda"):  # the ranks on this node share its cores
+            torch.set_num_threads(max(1, torch.get_num_threads() // d.local_world))
     engine = HFEngine(policy.engine_module(model), tokenizer)  # shares the policy's weights (adapters included)
     ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
     optimizer = adamw(policy.trainable(model), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
@@ -195,7 +200,8 @@ def _train(cfg: TrainConfig, preset: AlgoPreset, session: RunSession, on_update,
         return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic,
                          merged=cfg.lora_rank > 0 and cfg.lora_save_merged)
 
-    session.begin(start_step, cfg.steps, save, position)
+    session.begin(start_step, cfg.steps, save, position,  # trackers: rank 0's, which logs for all
+                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)) if d.main else None)
     writer = session.writer
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
 
@@ -322,8 +328,8 @@ def one_step(ctx: StepContext, step: int) -> dict:
         writer.log_event("reward_error", step=step, **err)
     scores, nonfinite = finite_scores(got.scores)
     for i in nonfinite:
-        writer.log_event("nonfinite_reward", step=step, index=i,
-                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()}, total=repr(float(got.scores.total[i])))
+        writer.log_event("nonfinite_reward", step=step, index=i, total=repr(float(got.scores.total[i])),
+                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()})
     if nonfinite:
         print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
               file=sys.stderr, flush=True)

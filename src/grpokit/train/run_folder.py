@@ -50,9 +50,13 @@ def rollout_path(run_dir: Path, step: int) -> Path:
 class RunWriter:
     """Appends to a run folder. One writer per run (the training process)."""
 
-    def __init__(self, run_dir: str | os.PathLike):
+    def __init__(self, run_dir: str | os.PathLike, trackers: list | None = None):
+        """``trackers``: :func:`grpokit.train.trackers.open_trackers`' list; they get copies of the metrics and evals."""
+        from grpokit.train.trackers import TrackerSet
+
         self.dir = Path(run_dir)
         (self.dir / ROLLOUT_DIR).mkdir(parents=True, exist_ok=True)
+        self.trackers = TrackerSet(trackers or [], on_error=lambda **e: self.log_event("tracker_error", **e))
 
     def _append(self, name: str | Path, record: dict) -> None:
         with open(self.dir / name, "a", encoding="utf-8") as f:
@@ -69,12 +73,16 @@ class RunWriter:
         tmp = self.dir / "status.json.tmp"
         tmp.write_text(json.dumps(_clean(rec)), encoding="utf-8")
         tmp.replace(self.dir / "status.json")
+        if state != "running":  # finished, failed, interrupted: the trackers' runs end with this process's
+            self.trackers.close()
 
     def log_metrics(self, step: int, metrics: dict[str, Any]) -> None:
         self._append("metrics.jsonl", {"step": step, **metrics})
+        self.trackers.log(step, metrics)
 
     def log_eval(self, step: int, result: dict[str, Any]) -> None:
         self._append("eval.jsonl", {"step": step, **result})
+        self.trackers.log(step, {f"eval/{k}": v for k, v in result.items()})
 
     def log_event(self, kind: str, **data: Any) -> None:
         self._append("events.log", {"time": time.time(), "kind": kind, **data})

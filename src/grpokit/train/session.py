@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from grpokit.train.run_folder import RunWriter
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
-VOLATILE = ("out", "resume", "override", "stop_after", "progress", "threads")
+VOLATILE = ("out", "resume", "override", "stop_after", "progress", "threads", "report_to")
 """Config keys that may change on resume without ``--override``: they do not change what is computed."""
 
 
@@ -52,24 +53,30 @@ def _alive(pid: int) -> bool:
 
 
 def acquire_lock(run_dir: Path) -> Path:
-    """Create ``run_dir/.lock`` holding this pid; take over a lock whose process is gone."""
+    """Create ``run_dir/.lock`` holding this pid and host; take over a lock whose process is gone.
+
+    A lock written on another host (a shared file system) cannot be checked, so it is respected.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / LOCK
+    path, host = run_dir / LOCK, socket.gethostname()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             try:
-                pid = int(path.read_text().split()[0])
-            except (OSError, ValueError, IndexError):
-                pid = 0  # empty or half-written: its writer died between create and write
-            if pid and pid != os.getpid() and _alive(pid):
-                raise RunLocked(f"{run_dir} is in use by process {pid} (lock file {path}); wait for it to end or "
-                                f"stop it, or use another --out. If no such run is going on, delete {path}") from None
+                pid_s, _, their_host = path.read_text().strip().partition(" ")
+                pid = int(pid_s)
+            except (OSError, ValueError):
+                pid, their_host = 0, host  # empty or half-written: its writer died between create and write
+            other_host = bool(their_host) and their_host != host
+            if pid and (other_host or (pid != os.getpid() and _alive(pid))):
+                where = f"process {pid}" + (f" on {their_host}" if other_host else "")
+                raise RunLocked(f"{run_dir} is in use by {where} (lock file {path}); wait for it to end or stop it, "
+                                f"or use another --out. If no such run is going on, delete {path}") from None
             path.unlink(missing_ok=True)  # its process is gone: the folder is free
             continue
         with os.fdopen(fd, "w") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()} {host}\n")
         return path
     raise RunLocked(f"could not lock {run_dir}: {path} keeps reappearing (another run starting?)")
 
@@ -92,13 +99,17 @@ def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
     from grpokit.train.run_folder import RunReader
 
     before = RunReader(run_dir).config()
-    return {k: [before[k], v] for k, v in config.items() if k in before and k not in VOLATILE and not _same(before[k], v)}
+    return {k: [before[k], v] for k, v in config.items()
+            if k in before and k not in VOLATILE and not _same(before[k], v)}
 
 
 def check_config(run_dir: Path, config: dict[str, Any], override: str, command: str) -> dict[str, list]:
     """The changes of a resumed run's config; a clear error for those ``override`` does not allow."""
     changes = config_changes(run_dir, config)
     allowed = {k.strip() for k in (override or "").split(",") if k.strip()}
+    unknown = sorted(allowed - set(config))
+    if unknown:
+        raise ValueError(f"--override names unknown config key(s) {unknown}; known keys: {sorted(config)}")
     refused = {k: v for k, v in changes.items() if k not in allowed}
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
@@ -136,15 +147,17 @@ class RunSession:
         self._at: Any = None  # the resumable position (data order, sampler) after ``self.step``
         self._pending: dict | None = None  # metrics of a completed step not yet logged
         self._dirty = False  # inside the weight update: the state matches no step
+        self._saving = False  # inside a checkpoint save
         self._interrupt = GracefulInterrupt()
 
     # --- start ---
     def begin(self, step: int, total: int, save: Callable[[int, Any], Path], position: Callable[[], Any] = lambda: None,
-              extra_config: dict[str, Any] | None = None) -> None:
+              extra_config: dict[str, Any] | None = None, trackers: list | None = None) -> None:
         """Start (or continue at ``step``) a run of ``total`` steps. ``save(step, position)`` writes a
         checkpoint; ``position()`` returns what it needs besides weights and optimizer (data order,
-        sampler state), read when a step completes so a later stop saves that step's own state."""
-        self.writer = RunWriter(self.dir)
+        sampler state), read when a step completes so a later stop saves that step's own state.
+        ``trackers`` (:func:`grpokit.train.trackers.open_trackers`) get copies of the metrics."""
+        self.writer = RunWriter(self.dir, trackers)
         self.step = self.saved = step
         self.total, self._save, self._position = total, save, position
         self._at = position()
@@ -176,6 +189,7 @@ class RunSession:
     def completed(self, step: int, metrics: dict | None = None) -> None:
         """Step ``step`` changed the weights for good; its metrics are logged by :meth:`log` (or at a stop)."""
         self.step, self._pending, self._at = step, metrics, self._position()
+        self._dirty = False  # the state is this step's (a Ctrl-C deferred to the end of the block saves it)
 
     def log(self, step: int, metrics: dict) -> None:
         self.writer.log_metrics(step, metrics)
@@ -227,7 +241,9 @@ class RunSession:
                 pass
 
     def _save_now(self, step: int) -> Path:
+        self._saving = True
         path = self._save(step, self._at)
+        self._saving = False
         self.saved = step
         if step > 0:  # the step-0 checkpoint only served to make the start resumable
             ckpt.remove(self.dir, 0)
@@ -241,13 +257,14 @@ class RunSession:
             if self._pending is not None:  # stopped between the update and its log line (e.g. in evaluation)
                 self.writer.log_metrics(self.step, self._pending)
                 self._pending = None
-            if not self._dirty and self.step != self.saved:
+            if not self._dirty and not self._saving and self.step != self.saved:  # (a failed save is not retried)
                 print(f"Saved checkpoint {self._save_now(self.step)}", flush=True)
         except BaseException as e:  # a full disk at this save: the last checkpoint stays, the status says why
             error = (error + "; then " if error else "") + f"saving step {self.step} failed: {type(e).__name__}: {e}"
         state = "interrupted" if interrupted and error is None else "failed"
         try:
-            self.writer.set_status(state, step=self.saved, total_steps=self.total, **({"error": error} if error else {}))
+            extra = {"error": error} if error else {}
+            self.writer.set_status(state, step=self.saved, total_steps=self.total, **extra)
         except OSError as e:
             print(f"{self.command}: could not write {self.dir / 'status.json'}: {e}", file=sys.stderr)
         if state == "failed":

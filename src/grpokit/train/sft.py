@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
+import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +90,8 @@ class SFTConfig(ComputeOptions):
     """With resume: comma-separated config keys allowed to differ from the run's; recorded in config_history.jsonl."""
     stop_after: int = 0
     """Stop (with a checkpoint) after this step, as if interrupted (0 = off)."""
+    max_skipped_steps: int = 3
+    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
     seed: int = 0
     """Seed for data order."""
     deterministic: bool = False
@@ -181,7 +186,8 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Fine-tune as configured; returns the run folder (``status.json`` says whether it finished)."""
     _check(cfg)
     run_dir = Path(cfg.out or f"runs/sft-{time.strftime('%Y%m%d-%H%M%S')}")
-    with RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft") as session:
+    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft")
+    with session:
         _train_sft(cfg, session)
     return run_dir
 
@@ -191,6 +197,8 @@ def _train_sft(cfg: SFTConfig, session: RunSession) -> None:
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
     model, tok = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
     model.config.use_cache = False
+    if not cfg.threads and not cfg.deterministic:
+        determinism.auto_threads(model)
     device = next(model.parameters()).device
     seqs = encode(tok, read_pairs(cfg.data, cfg.prompt_key, cfg.response_key), cfg.template, cfg.system_prompt,
                   cfg.max_length)
@@ -216,6 +224,7 @@ def _train_sft(cfg: SFTConfig, session: RunSession) -> None:
         from tqdm import tqdm
         bar = tqdm(total=total, initial=step, desc="sft", dynamic_ncols=True)
     plans: dict[int, list[list[int]]] = {}
+    skipped = 0  # optimizer steps skipped in a row (non-finite loss or gradient norm)
     try:
         while session.step < total:
             epoch, pos = divmod(session.step, per_epoch)
@@ -229,6 +238,14 @@ def _train_sft(cfg: SFTConfig, session: RunSession) -> None:
                 metrics["sft/epoch"] = step / per_epoch
                 session.completed(step, metrics)
             session.log(step, metrics)
+            skipped = skipped + 1 if metrics["optim/skipped_steps"] else 0
+            if metrics["optim/skipped_steps"]:
+                session.writer.log_event("nonfinite_update", step=step, loss=repr(metrics["loss/sft"]),
+                                         grad_norm=repr(metrics["optim/grad_norm"]))
+                print(f"step {step}: non-finite loss or gradient norm; optimizer step skipped", file=sys.stderr)
+            if skipped >= cfg.max_skipped_steps:
+                raise RuntimeError(f"{skipped} optimizer steps in a row had a non-finite loss or gradient norm and were "
+                                   f"skipped (max_skipped_steps={cfg.max_skipped_steps}); lower the lr or check the data")
             if cfg.save_every and step % cfg.save_every == 0:
                 session.save(step)
             if bar is not None:
@@ -256,11 +273,18 @@ def _one_step(cfg, model, optimizer, scheduler, batch, pad_id, device) -> dict:
         loss_sum += float(nll.detach())
     grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf")))
     lr = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
+    finite = math.isfinite(loss_sum) and math.isfinite(grad_norm)
+    if finite:
+        optimizer.step()
+    else:  # nothing non-finite reaches the weights or AdamW's moments
+        optimizer.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # the schedule follows steps, skipped ones too
+        warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
+        scheduler.step()
     dt = time.time() - t0
     return {"loss/sft": loss_sum / n_tokens, "sft/response_tokens": n_tokens, "sft/sequences": len(batch),
             "sft/mean_length": sum(len(ids) for ids, _ in batch) / len(batch), "optim/grad_norm": grad_norm,
+            "optim/skipped_steps": 0 if finite else 1,
             "optim/lr": lr, "time/step": dt, "throughput/tokens_per_s": sum(len(ids) for ids, _ in batch) / dt}
 
 

@@ -25,7 +25,7 @@ import torch
 
 from grpokit.models import precision
 from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
-from grpokit.algo.presets import AlgoPreset
+from grpokit.algo.algorithm import Algorithm
 from grpokit.train.dist import Dist
 from grpokit.train.policy import is_checkpointing
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
@@ -146,7 +146,7 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
     return float(1 - (r - v).var() / r.var())
 
 
-def run_update(cfg, preset: AlgoPreset, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
+def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
                valid: torch.Tensor, G: int, step: int,
                on_update: Callable[[UpdateRecord], None] | None = None, dist: Dist | None = None) -> UpdateResult:
     """Advantages and every optimizer step of one rollout batch; see the module docstring.
@@ -204,7 +204,7 @@ class _Update:
     """The fixed inputs of one :func:`run_update` call, shared by its micro-steps."""
 
     cfg: object
-    preset: AlgoPreset
+    preset: Algorithm
     learner: Learner
     batch: TrainBatch
     G: int
@@ -338,8 +338,10 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
             u.res.t_critic += time.time() - t0
     else:
         learner.zero_grad()
-        u.res.nonfinite.append({"epoch": epoch, "mini_batch": mi, "loss": repr(loss), "grad_norm": repr(float(gn)),
-                                **({"value_loss": repr(v_loss), "critic_grad_norm": repr(float(cgn))} if critic else {})})
+        seen = {"epoch": epoch, "mini_batch": mi, "loss": repr(loss), "grad_norm": repr(float(gn))}
+        if critic is not None:
+            seen.update(value_loss=repr(v_loss), critic_grad_norm=repr(float(cgn)))
+        u.res.nonfinite.append(seen)
     return float(gn), None if cgn is None else float(cgn)
 
 

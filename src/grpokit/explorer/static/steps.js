@@ -9,6 +9,9 @@
     ["format_failure", "Format failures"],
   ];
   const filterState = { zero_variance: "all", truncated: "all", format_failure: "all" };
+  // The server sends a step's groups a page at a time (a rollout dump can be hundreds of MB).
+  const PAGE = 50;
+  const page = { key: null, offset: 0 };
 
   // The reward that means "correct" (darker bars, ✓): the first one that is not a format reward.
   GK.correctKey = function (comps) {
@@ -175,23 +178,54 @@
   GK.renderStep = async function (root, state, run, step, groupIndex) {
     GK.clear(root);
     GK.add(root, header(state, run, step), GK.errorBox(run.errors));
+    const key = `${run.id}/${step}`;
+    if (page.key !== key) {
+      page.key = key;
+      page.offset = 0;
+    }
+    const query = groupIndex !== null ? `offset=${groupIndex}&limit=1` : `offset=${page.offset}&limit=${PAGE}`;
     let data;
     try {
-      data = await GK.api(`runs/${run.id}/steps/${step}`);
+      data = await GK.api(`runs/${run.id}/steps/${step}?${query}`);
     } catch (e) {
       GK.add(root, GK.errorBox([e.message], "Could not load this step"));
       return;
     }
     GK.add(root, GK.errorBox(data.errors, "Could not read part of this step"));
-    if (groupIndex !== null) return renderGroup(root, run, step, data.groups, groupIndex);
+    if (groupIndex !== null) {
+      page.offset = Math.floor(groupIndex / PAGE) * PAGE; // "all groups" returns to this group's page
+      return renderGroup(root, run, step, data.groups, groupIndex, data.total);
+    }
     const ok = data.groups.filter((g) => !g.error);
+    const paged = data.offset > 0 || data.next !== null;
+    const turn = (offset) => {
+      page.offset = offset;
+      GK.renderStep(root, state, run, step, null);
+    };
+    const pager = paged
+      ? h(
+          "div.toolbar.pager",
+          {},
+          h("button", {
+            disabled: data.offset <= 0,
+            onclick: () => turn(Math.max(0, data.offset - PAGE)),
+            text: "‹ earlier groups",
+          }),
+          h("span.muted", {
+            text: data.groups.length
+              ? `groups ${data.groups[0].index}–${data.groups[data.groups.length - 1].index} of ${data.total}`
+              : `no groups here (${data.total} in this step)`,
+          }),
+          h("button", { disabled: data.next === null, onclick: () => turn(data.next), text: "later groups ›" }),
+        )
+      : null;
     const box = h("div#group-list");
     const redraw = () => {
       GK.clear(box);
       const shown = data.groups.filter((g) => g.error || pass(g));
       GK.add(
         box,
-        h("p.muted", { text: `${shown.length} of ${data.groups.length} groups shown` }),
+        h("p.muted", { text: `${shown.length} of ${data.groups.length} groups shown${paged ? " on this page" : ""}` }),
         shown.map((g) => groupRow(run, step, g)),
       );
     };
@@ -228,13 +262,14 @@
     const comps = ok.flatMap((g) => g.completions.filter((c) => c.valid));
     GK.add(
       root,
-      h("h2", { text: `Step ${step}: ${ok.length} groups of ${ok.length ? ok[0].completions.length : 0} completions` }),
+      h("h2", { text: `Step ${step}: ${data.total} groups of ${ok.length ? ok[0].completions.length : 0} completions` }),
       h("p.muted", {
         text:
-          `mean reward ${fmt(comps.reduce((a, c) => a + c.reward, 0) / (comps.length || 1))} · ` +
+          `${paged ? "on this page: " : ""}mean reward ${fmt(comps.reduce((a, c) => a + c.reward, 0) / (comps.length || 1))} · ` +
           `${ok.filter((g) => g.flags.zero_variance).length} zero-variance groups · click a group to see its picture`,
       }),
       filters,
+      pager,
       box,
     );
     redraw();
@@ -253,7 +288,7 @@
     return p;
   }
 
-  function renderGroup(root, run, step, groups, gi) {
+  function renderGroup(root, run, step, groups, gi, total) {
     const g = groups.find((x) => x.index === gi);
     const nav = h(
       "div.toolbar",
@@ -263,8 +298,8 @@
         href: `#/run/${run.id}/step/${step}/group/${Math.max(0, gi - 1)}`,
         text: "‹ prev group",
       }),
-      h("a.button.secondary" + (gi < groups.length - 1 ? "" : ".disabled"), {
-        href: `#/run/${run.id}/step/${step}/group/${Math.min(groups.length - 1, gi + 1)}`,
+      h("a.button.secondary" + (gi < total - 1 ? "" : ".disabled"), {
+        href: `#/run/${run.id}/step/${step}/group/${Math.min(total - 1, gi + 1)}`,
         text: "next group ›",
       }),
     );
