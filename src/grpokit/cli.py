@@ -31,9 +31,36 @@ def check_inputs(model: str, task: str, task_options: dict) -> None:
         check_data_file(Path(task))
 
 
+LAUNCH_FLAGS = ("--nproc", "--nnodes", "--rdzv-endpoint", "--rdzv-id")
+
+
+def _without_launch_flags(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in LAUNCH_FLAGS:
+            skip = True
+        elif not a.startswith(tuple(f + "=" for f in LAUNCH_FLAGS)):
+            out.append(a)
+    return out
+
+
 def cmd_train(args) -> int:
     cfg = make(TrainConfig, args.config, overrides_from(args))
     check_inputs(cfg.model, cfg.task, cfg.task_options)
+    if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:  # start torchrun, which runs us N times
+        import subprocess
+
+        from grpokit.train.dist import torchrun_command
+
+        if cfg.prompts_per_step % (args.nproc * args.nnodes):
+            raise ValueError(f"prompts_per_step {cfg.prompts_per_step} does not split over {args.nproc * args.nnodes} "
+                             f"processes: use a multiple of {args.nproc * args.nnodes}")
+        after = args.argv[args.argv.index("train") + 1:]
+        cmd = torchrun_command(_without_launch_flags(after), nproc=args.nproc, nnodes=args.nnodes,
+                               rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)
+        return subprocess.call(cmd)
     try:
         train(cfg)
     except KeyboardInterrupt:
@@ -78,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with GRPO. Options come from --config FILE (YAML) and --key value "
                                    "overrides (override wins). The resolved config is saved in the run folder.")
     t.add_argument("--config", help="YAML file of config keys")
+    launch = t.add_argument_group("processes (data parallelism through torchrun; not saved in the config: a run "
+                                  "resumes on any number)")
+    launch.add_argument("--nproc", type=int, default=1, metavar="N",
+                        help="processes on this node: starts `torchrun --nproc-per-node N -m grpokit train ...` "
+                             "(gloo on CPU, NCCL with one GPU each on CUDA); prompts_per_step must divide by the total")
+    launch.add_argument("--nnodes", type=int, default=1, metavar="N",
+                        help="nodes taking part; run the same command on each (needs --rdzv-endpoint)")
+    launch.add_argument("--rdzv-endpoint", default="", metavar="HOST:PORT",
+                        help="torchrun's c10d rendezvous address, reachable from every node")
+    launch.add_argument("--rdzv-id", default="grpokit", metavar="ID", help="job id shared by the nodes of one run")
     add_config_args(t)
     t.set_defaults(func=cmd_train)
 
@@ -119,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if rest and args.command not in _DELEGATED:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     args.rest = rest
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     hf_logging.disable_progress_bar()

@@ -161,6 +161,21 @@ class TrainConfig(ComputeOptions):
     """Gradient clipping by global norm (0 = off)."""
     micro_batch_size: int = 16
     """Sequences per forward/backward pass, in whole groups (at least one); gradients accumulate over the step, so the result does not depend on it."""
+    # --- memory: activation checkpointing, LoRA / QLoRA (PEFT) ---
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward pass instead of keeping them: less memory, ~1/3 more compute, the same gradient."""
+    lora_rank: int = 0
+    """LoRA: train rank-r adapters on the frozen base instead of every weight (0 = off, full fine-tuning; needs peft)."""
+    lora_alpha: float = 32.0
+    """LoRA scale numerator: adapters add (lora_alpha / lora_rank) * B A to each target weight."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA adapters' input."""
+    lora_target_modules: str = "all-linear"
+    """Modules that get adapters: 'all-linear' (every linear layer but the head) or names, e.g. 'q_proj,v_proj'."""
+    lora_save_merged: bool = False
+    """LoRA: checkpoints also hold the merged full model in merged/ (the adapters are always saved)."""
+    load_in_4bit: bool = False
+    """QLoRA: a 4-bit NF4 base under the LoRA adapters (bitsandbytes, CUDA only; needs lora_rank > 0)."""
     # --- evaluation, logging, checkpoints ---
     eval_every: int = 0
     """Evaluate greedy accuracy on the held-out split every K steps (0 = only before and after)."""
@@ -198,6 +213,15 @@ class TrainConfig(ComputeOptions):
     def __post_init__(self) -> None:
         check_values(self)
         algorithm = algo_preset(self)  # the function names and their combination
+        if self.load_in_4bit and not self.lora_rank:
+            raise ValueError("load_in_4bit trains nothing on its own (a 4-bit base cannot be fine-tuned): add "
+                             "--lora-rank 16 (QLoRA), or drop --load-in-4bit")
+        if self.lora_rank and algorithm.use_critic:
+            raise ValueError("LoRA with a critic (--algo ppo / use_critic) is not supported: the critic copies the "
+                             "policy's trunk. Use --lora-rank 0 for PPO, or a critic-free preset with LoRA")
+        if self.lora_rank and self.ref_reset_every:
+            raise ValueError("ref_reset_every with LoRA is not supported: the reference is the base with the adapters "
+                             "off, which cannot move to the policy. Use --ref-reset-every 0, or --lora-rank 0")
         if self.group_size == 1 and not algorithm.use_critic and self.advantage in GROUP_BASELINES:
             raise ValueError(f"group_size = 1 gives every completion advantage 0 with advantage {self.advantage!r} "
                              f"(the baseline is its own group): use group_size >= 2, or an estimator without a "
@@ -254,7 +278,8 @@ RANGES: dict[str, str] = {
     # rollout engine and mismatch correction
     "correction_cap": "> 1", "vllm_gpu_memory_utilization": "(0, 1]",
     # optimizer
-    "lr": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "micro_batch_size": ">= 1",
+    "lr": "> 0", "warmup_steps": ">= 0",
+    "lora_rank": ">= 0", "lora_alpha": "> 0", "lora_dropout": "[0, 1)", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "micro_batch_size": ">= 1",
     # evaluation, logging, checkpoints
     "eval_every": ">= 0", "eval_size": ">= 0", "eval_max_new_tokens": ">= 0", "eval_samples": ">= 0",
     "eval_temperature": ">= 0", "eval_top_p": "(0, 1]", "save_every": ">= 0", "stop_after": ">= 0", "seed": "any",
@@ -294,7 +319,7 @@ REGISTRY_NAMES = ("algo", "advantage", "policy_loss", "kl_estimator", "kl_placem
 :class:`grpokit.algo.Algorithm`, so a newly registered one is accepted."""
 
 FREE_TEXT = ("model", "task", "system_prompt", "out", "data", "prompt_key", "response_key", "correctness",
-             "verifier", "few_shot", "script", "report_to", "override")
+             "verifier", "few_shot", "script", "report_to", "override", "lora_target_modules")
 """String fields checked where they are used (a model or task name, a path, a reward spec)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")

@@ -94,6 +94,9 @@ def resolve(spec: str | None) -> str:
         return str(out)
     p = Path(spec).expanduser()
     if p.exists():
+        if is_adapter_folder(p):  # LoRA adapters (a grpokit LoRA checkpoint): the base must be there too
+            resolve(adapter_base(p))
+            return str(p)
         check_model_folder(p)
         return str(p)
     if _looks_like_path(spec):
@@ -223,7 +226,40 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
 
 
-def load(spec: str | None, *, device: str = "auto", dtype: str = "auto", train: bool = False):
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def is_adapter_folder(path) -> bool:
+    """A PEFT adapter folder (``adapter_config.json``, no ``config.json``), as a LoRA run's checkpoints are."""
+    p = Path(path)
+    return p.is_dir() and (p / ADAPTER_CONFIG).exists() and not (p / "config.json").exists()
+
+
+def adapter_base(path) -> str:
+    """The base model an adapter folder was trained on (its ``base_model_name_or_path``)."""
+    base = json.loads((Path(path) / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ModelNotFound(f"{Path(path) / ADAPTER_CONFIG} names no base model (base_model_name_or_path): "
+                            f"set it to the model the adapters were trained on")
+    return base
+
+
+def _load_adapted(path: str, *, device: str, dtype: str, train: bool):
+    """An adapter folder -> its base with the adapters merged in (inference), as one plain model."""
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ModelNotFound(f"{path} holds LoRA adapters; loading them needs the PyPI package 'peft' "
+                            f"(pip install 'grpokit[lora]'), or evaluate the run's merged/ model") from None
+    model, tok = load(adapter_base(path), device=device, dtype=dtype, train=train)
+    compute = model.grpokit_compute_dtype
+    model = PeftModel.from_pretrained(model, path).merge_and_unload()
+    model.grpokit_compute_dtype = compute
+    return model, tok
+
+
+def load(spec: str | None, *, device: str = "auto", dtype: str = "auto", train: bool = False,
+         quantization_config=None):
     """Load ``(model, tokenizer)``; the tokenizer gets a pad token if it has none.
 
     ``dtype`` is the compute precision (:func:`pick_dtype`). For inference the weights are
@@ -235,11 +271,14 @@ def load(spec: str | None, *, device: str = "auto", dtype: str = "auto", train: 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve(spec)
+    if is_adapter_folder(path):
+        return _load_adapted(path, device=device, dtype=dtype, train=train)
     dev = pick_device(device)
     compute = pick_dtype(dtype, dev)
+    quant = {"quantization_config": quantization_config, "device_map": {"": dev}} if quantization_config else {}
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if train else compute)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32 if train else compute, **quant)
     except OSError as e:
         raise ModelNotFound(
             f"could not load model {spec!r}: {str(e).splitlines()[0]}\n"
@@ -248,7 +287,7 @@ def load(spec: str | None, *, device: str = "auto", dtype: str = "auto", train: 
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     model.grpokit_compute_dtype = compute
-    return model.to(dev), tok
+    return (model if quant else model.to(dev)), tok
 
 
 def compute_dtype(model) -> torch.dtype:
@@ -272,4 +311,5 @@ def cache_kwarg(model) -> str:
     """The forward() keyword for a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # a PEFT wrapper passes it on
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"

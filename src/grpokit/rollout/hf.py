@@ -68,6 +68,12 @@ class HFEngine:
         self.stop_ids = stop_token_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.fast = fast and fast_decode.supports(model)
+        self.noise_rows: tuple[int, int] | None = None
+        """``(first, total)``: draw the sampling noise of ``total`` rows and use rows ``first...``
+        (data parallelism: a rank's share of the noise one process would draw for the whole batch)."""
+        self.draws = 0
+        """Noise blocks drawn by the last :meth:`generate` (one per decoded token position)."""
+        self._vocab = None
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -100,6 +106,7 @@ class HFEngine:
     @torch.inference_mode()
     def _generate(self, ids, mask, prompts, n, params, generator) -> Rollout:
         model = self.model
+        self.draws = 0
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -130,7 +137,7 @@ class HFEngine:
         temp = params.temperature if params.temperature > 0 else 1.0
         last = 0
         for t in range(T):
-            noise = gumbel(N, logits.shape[-1], generator, device).index_select(0, rows) if params.temperature > 0 else None
+            noise = self._noise(N, logits.shape[-1], generator, device).index_select(0, rows) if params.temperature > 0 else None
             nxt = sample_next(logits, params, noise)  # [n]
             lp = torch.log_softmax(logits.float() / temp, -1).gather(-1, nxt[:, None]).squeeze(-1)
             live = ~done
@@ -146,6 +153,20 @@ class HFEngine:
                 rows, nxt, done = rows[keep], nxt[keep], done[keep]
             logits = advance(nxt, t)
         return tokens[:, :last], logps[:, :last]
+
+    def _noise(self, n: int, v: int, generator, device) -> torch.Tensor:
+        self.draws, self._vocab = self.draws + 1, v
+        if self.noise_rows is None:
+            return gumbel(n, v, generator, device)
+        first, total = self.noise_rows
+        return gumbel(total, v, generator, device)[first:first + n]
+
+    def draw_noise(self, generator) -> None:
+        """Advance ``generator`` by one noise block of the last batch's shape, discarding it."""
+        total = self.noise_rows[1] if self.noise_rows else None
+        if total is None or self._vocab is None:
+            return
+        gumbel(total, self._vocab, generator, "cpu")
 
     def _fast_steps(self, ids, mask, index, params, generator):
         B, P = ids.shape

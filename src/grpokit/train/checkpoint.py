@@ -4,7 +4,9 @@
 (``from_pretrained`` loads it as any model) and ``trainer_state.pt``: optimizer, scheduler, the
 sampling generator, Python/torch RNG states, data position and step. PPO runs add ``critic/`` (the
 value model's weights, see :mod:`grpokit.train.critic`) and the critic's optimizer state inside
-``trainer_state.pt``. A checkpoint is written to a
+``trainer_state.pt``. LoRA runs hold the adapters instead of ``model.safetensors`` (PEFT's
+``adapter_config.json`` + ``adapter_model.safetensors``), and with ``--lora-save-merged`` the
+merged full model in ``merged/``. A checkpoint is written to a
 temporary folder, its files and the folder are flushed to disk (fsync), and only then renamed, so a
 crash, a power cut or a full disk mid-save never leaves a half checkpoint that ``--resume`` would
 pick.
@@ -48,7 +50,9 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
     return found
 
 
-def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None, critic=None) -> Path:
+def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None, critic=None,
+         merged: bool = False) -> Path:
+    """Write checkpoint ``step`` atomically; ``merged``: a LoRA policy also as a full model in ``merged/``."""
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -60,6 +64,10 @@ def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_
             from grpokit.train.critic import save_critic
 
             save_critic(critic, tmp)
+        if merged:
+            from grpokit.train.policy import MERGED_DIR, save_merged
+
+            save_merged(model, tokenizer, tmp / MERGED_DIR)
         full = {**state, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         if ref_model is not None:
             full["ref_model"] = ref_model.state_dict()

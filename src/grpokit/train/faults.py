@@ -19,6 +19,8 @@ import os
 import signal
 
 ENV = "GRPOKIT_FAULT"
+RANK_ENV = "GRPOKIT_FAULT_RANK"
+"""With several processes (torchrun): only the rank it names faults (default: every rank)."""
 PHASES = ("sampled", "updated", "logged", "checkpointing", "saved")
 
 
@@ -27,6 +29,8 @@ def point(phase: str, step: int) -> None:
     spec = os.environ.get(ENV)
     if not spec:
         return
+    if os.environ.get(RANK_ENV, os.environ.get("RANK", "0")) != os.environ.get("RANK", "0"):
+        return  # another rank's fault
     where, _, kind = spec.partition(":")
     if where != f"{phase}@{step}":
         return

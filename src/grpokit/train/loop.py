@@ -17,7 +17,7 @@ beta 0.04.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
 import math
 import random
@@ -44,7 +44,7 @@ from grpokit.tasks import load_task
 from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
 from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, faults, trackers
+from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy, trackers
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -120,6 +120,8 @@ class StepContext:
     on_update: Callable[[UpdateRecord], None] | None = None
     correction: str = "none"
     """The sampler/learner mismatch correction (``tis``, ``mis``, ...; ``none`` when they agree)."""
+    dist: dist.Dist = dataclasses.field(default_factory=dist.Dist)
+    """This process's share of the step (data parallelism; one process: the whole step)."""
     skipped_in_a_row: int = 0
     """Optimizer steps skipped in a row for a non-finite loss or gradient norm."""
 
@@ -137,34 +139,44 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     preset = algo_preset(cfg)  # a bad algorithm name or value fails before anything loads
     check_schedule(cfg.lr_schedule)
     trackers.check_installed(cfg.report_to)  # so does --report-to naming a tracker that is not installed
-    run_dir = Path(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit train")
-    with session:  # any stop in here: the last completed step saved, a true status, the lock released
-        _train(cfg, preset, session, on_update)
+    d = dist.setup(cfg.device)  # under torchrun: this rank's place; else one process
+    try:
+        dist.check_supported(cfg, d)
+        run_dir = Path(d.broadcast(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
+        session = dist.open_session(d, lambda: RunSession(run_dir, to_dict(cfg), resume=cfg.resume,
+                                                          override=cfg.override, command="grpokit train"), run_dir)
+        with session:  # any stop in here: the last completed step saved, a true status, the lock released
+            _train(cfg, preset, session, on_update, d)
+    finally:
+        dist.teardown(d)
     return run_dir
 
 
-def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) -> None:
+def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, d: dist.Dist) -> None:
     resume_from, run_dir = session.resume_from, session.dir
+    if d.active:  # each rank on its own GPU; the saved config keeps the device the user gave
+        cfg = dataclasses.replace(cfg, device=d.device(cfg.device))
     determinism.setup(threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed, device=cfg.device)
 
     task = load_task(cfg.task, **cfg.task_options)
     reward_specs = rw.build(cfg.rewards or task.rewards, timeout=cfg.reward_timeout)
-    model, tokenizer = models.load(str(resume_from) if resume_from else cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)
-    model.config.use_cache = False
+    model, tokenizer = policy.load_policy(cfg, resume_from)  # + LoRA adapters, gradient checkpointing
     if not cfg.threads and not cfg.deterministic:
         determinism.auto_threads(model)
+        if d.active and not cfg.device.startswith("cuda"):  # the ranks on this node share its cores
+            torch.set_num_threads(max(1, torch.get_num_threads() // d.local_world))
     engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
     correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
+    if engine_name == "vllm" and (cfg.lora_rank or d.active):
+        raise ValueError("--engine vllm does not yet take LoRA adapters or several processes (its weight sync "
+                         "copies the full policy in one process): use --engine hf with --lora-rank or --nproc")
     if engine_name == "vllm":  # vLLM in this process, built from the model folder, filled from the policy
         engine = vllm_engine.VLLMEngine(model, tokenizer, str(resume_from) if resume_from else models.resolve(cfg.model),
                                         gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed)
     else:
-        engine = HFEngine(model, tokenizer)
-    ref_model = None
-    if preset.needs_reference:
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    optimizer = adamw(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
+        engine = HFEngine(policy.engine_module(model), tokenizer)  # shares the policy's weights (adapters included)
+    ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
+    optimizer = adamw(policy.trainable(model), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
     critic = critic_optimizer = None
     if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
         critic = build_critic(model, shared=cfg.critic_trunk == "shared")
@@ -187,7 +199,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
         if ref_model is not None:
             if "ref_model" in state:  # the reference was reset to a later policy
                 ref_model.load_state_dict(state["ref_model"])
-            else:  # the reference is still the starting model, not the checkpoint's
+            elif not policy.is_lora(model):  # the reference is still the starting model, not the checkpoint's
                 ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval().requires_grad_(False)
         start_step = state["step"]
 
@@ -199,10 +211,11 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
         if critic_optimizer is not None:
             state["critic_optimizer"] = critic_optimizer.state_dict()
         keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
-        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic)
+        return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic,
+                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged)
 
-    session.begin(start_step, cfg.steps, save, position,
-                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)))
+    session.begin(start_step, cfg.steps, save, position,  # trackers: rank 0's, which logs for all
+                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)) if d.main else None)
     writer = session.writer
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
 
@@ -220,8 +233,8 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
     eval_clock = {"start": time.time(), "spent": 0.0}  # eval_share = spent / wall time of this process
 
     def evaluate(step):
-        """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line."""
-        if cfg.eval_size <= 0:
+        """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line (rank 0)."""
+        if cfg.eval_size <= 0 or not d.main:
             return None
         t0 = time.time()
         engine.sync_weights(model)  # a separate sampler (vLLM) must see the latest optimizer step
@@ -239,12 +252,15 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
 
     first_eval = evaluate(0) if start_step == 0 else None
     bar = None
-    if cfg.progress:
+    if cfg.progress and d.main:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start_step, desc=cfg.algo, dynamic_ncols=True)
     ctx = StepContext(cfg, preset, Learner(model, optimizer, ref_model, critic, critic_optimizer), engine, scheduler,
                       data, sampler, reward_specs, params, prompt_text, session, task.correctness, on_update,
-                      correction=correction)
+                      correction=correction, dist=d)
+    if d.active:  # this rank's rows of the noise one process would draw for the whole batch
+        start, _ = d.share(cfg.prompts_per_step)
+        engine.noise_rows = (start * cfg.group_size, cfg.prompts_per_step * cfg.group_size)
     try:
         while session.step < cfg.steps:
             step = session.step + 1
@@ -268,7 +284,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
                 bar.update(1)
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", acc=f"{metrics['reward/correct_frac']:.2f}",
                                 len=f"{metrics['completions/mean_length']:.0f}", s=f"{metrics['time/step']:.1f}")
-            if session.should_stop(cfg.stop_after):
+            if d.max(int(session.should_stop(cfg.stop_after))):  # every rank stops at the same step
                 break
     finally:
         if bar is not None:
@@ -281,6 +297,14 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update) 
         print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
               f"({session.step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). "
               f"Run folder: {run_dir}")
+
+
+SUMMED_METRICS = ("loss/policy", "reward/errors", "reward/nonfinite", "groups/skipped_sequences",
+                  "throughput/tokens_per_s", "throughput/completions_per_s")
+"""Metrics that add up over ranks (the losses are already divided by the global normaliser)."""
+MAXED_METRICS = ("completions/max_length", "memory/peak_mb", "time/step", "time/generate", "time/reward",
+                 "time/update", "time/logprobs", "time/critic")
+"""Metrics whose rank maximum is the step's (the slowest rank sets the pace)."""
 
 
 class NonFiniteUpdates(RuntimeError):
@@ -309,12 +333,15 @@ def finite_scores(scores: Scores) -> tuple[Scores, list[int]]:
 
 def one_step(ctx: StepContext, step: int) -> dict:
     """Sample and score, then (a block Ctrl-C does not cut) update, log the groups, and mark the step complete."""
-    cfg, preset, learner, writer = ctx.cfg, ctx.preset, ctx.learner, ctx.writer
-    B, G = cfg.prompts_per_step, cfg.group_size
+    cfg, preset, learner, writer, d = ctx.cfg, ctx.preset, ctx.learner, ctx.writer, ctx.dist
+    B, G = cfg.prompts_per_step // d.world, cfg.group_size  # this rank's share of the step's prompts
     t0 = time.time()
-    ctx.engine.sync_weights(learner.policy)
-    got = sample_groups(ctx.engine, ctx.data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
+    ctx.engine.sync_weights(policy.engine_module(learner.policy))
+    data = dist.ShareOfStream(ctx.data, d) if d.active else ctx.data
+    got = sample_groups(ctx.engine, data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
                         max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
+    if d.active:
+        dist.catch_up_noise(d, ctx.engine, ctx.sampler)
     examples, rollout = got.examples, got.rollout
     for err in got.errors:
         writer.log_event("reward_error", step=step, **err)
@@ -343,7 +370,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
             mismatch = Mismatch(ctx.correction, cfg.correction_cap, rollout.sample_logp, cfg.temperature, cfg.top_p,
                                 truncated_support=getattr(ctx.engine, "logprobs_truncated", False))
         upd = run_update(cfg, preset, learner, batch, scores.total, scores.valid, G, step, ctx.on_update,
-                         mismatch=mismatch)
+                         mismatch=mismatch, dist=d)
         lr = ctx.scheduler.get_last_lr()[0]
         with warnings.catch_warnings():  # the schedule follows training steps, also those with nothing to learn
             warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
@@ -368,8 +395,12 @@ def one_step(ctx: StepContext, step: int) -> dict:
             writer.log_event("aha", step=step, **aha.as_dict())
         if getattr(rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, how episodes ended
             metrics.update(episode_metrics(rollout.episodes, scores.total.tolist()))
-        writer.log_groups(step, attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
-                                                        _extractor(ctx.reward_specs, ctx.correctness)), rollout))
+        groups = attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+                                         _extractor(ctx.reward_specs, ctx.correctness)), rollout)
+        if d.active:  # every rank's metrics and groups, written by rank 0
+            metrics = d.reduce_metrics(metrics, len(batch), summed=SUMMED_METRICS, maxed=MAXED_METRICS)
+            groups = [g for part in d.gather(groups) for g in part]
+        writer.log_groups(step, groups)
         ctx.session.completed(step, metrics)
     return metrics
 

@@ -26,6 +26,8 @@ import torch
 from grpokit.models import precision
 from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
 from grpokit.algo.algorithm import Algorithm
+from grpokit.train.dist import Dist
+from grpokit.train.policy import is_checkpointing
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
 
 
@@ -117,8 +119,10 @@ def _is_groups(chunk: list[int], G: int) -> bool:
 
 
 def _logprobs(model, batch: TrainBatch, chunk: list[int], G: int, temp: float, entropy: bool = False):
+    # The shared-prompt path keeps the prompt's KV cache in the graph; a checkpointed forward drops
+    # caches, so it computes each sequence whole (same values and gradients, the prompt G times).
     with precision(model):
-        if G > 1 and _is_groups(chunk, G):
+        if G > 1 and _is_groups(chunk, G) and not is_checkpointing(model):
             return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
         return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
 
@@ -144,22 +148,27 @@ def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.
 
 def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewards: torch.Tensor,
                valid: torch.Tensor, G: int, step: int,
-               on_update: Callable[[UpdateRecord], None] | None = None, mismatch=None) -> UpdateResult:
+               on_update: Callable[[UpdateRecord], None] | None = None, mismatch=None,
+               dist: Dist | None = None) -> UpdateResult:
     """Advantages and every optimizer step of one rollout batch; see the module docstring.
 
     ``batch.completion_mask`` must already be the loss mask. ``cfg`` supplies ``mu``,
     ``micro_batch_size``, ``temperature``, ``max_new_tokens`` and ``max_grad_norm``.
     ``mismatch`` (a :class:`grpokit.train.mismatch.Mismatch`, vLLM's default) reweights each
     micro-batch's advantages by the sampler/learner importance weight and adds ``mismatch/*`` metrics.
+    With ``dist`` (data parallelism) the batch is this rank's share: advantages, normalisers,
+    gradients and losses cover every rank's (:mod:`grpokit.train.dist`).
     """
-    u = _Update(cfg, preset, learner, batch, G, UpdateResult(advantages=torch.zeros(len(batch)), skipped=0), mismatch)
+    d = dist or Dist()
+    u = _Update(cfg, preset, learner, batch, G, UpdateResult(advantages=torch.zeros(len(batch)), skipped=0), d,
+                mismatch)
     N, mask, size = len(batch), batch.completion_mask, cfg.micro_batch_size
     if preset.reward_beta > 0:  # the KL is part of the reward: needed for every sequence, before advantages
         old_and_ref_logprobs(u, _chunks(list(range(N)), mask, G, size), old=True, ref=True)
     skip = _advantages(u, rewards, valid)
     trained = [i for i in range(N) if not skip[i]]
     u.res.skipped = N - len(trained)
-    parts = [p.tolist() for p in torch.arange(N).tensor_split(max(1, min(preset.mini_batches or 1, N)))]
+    parts = _parts(N, preset.mini_batches or 1, d)
     if trained:
         old_and_ref_logprobs(u, _chunks(trained, mask, G, size), old=cfg.mu > 1 or len(parts) > 1,  # the policy moves
                              ref=preset.loss_beta > 0)
@@ -171,7 +180,7 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
         last = epoch == cfg.mu - 1  # metrics describe the last epoch (entropy: the first)
         for mi, part in enumerate(parts):
             rows = [r for r in _by_length(part, mask) if not skip[r]]
-            norm = step_normalizer(mask[part], preset.aggregation, cfg.max_new_tokens)
+            norm = _normalizer(mask[part], preset.aggregation, cfg.max_new_tokens, d)
             learner.zero_grad()
             rec = _Recorder(batch, N) if on_update else None
             loss, v_loss, v_clip_tok = 0.0, 0.0, 0.0
@@ -208,8 +217,27 @@ class _Update:
     batch: TrainBatch
     G: int
     res: UpdateResult
+    dist: Dist
     mismatch: object = None
     """A :class:`grpokit.train.mismatch.Mismatch` (TIS/MIS weights), or None."""
+
+
+def _parts(N: int, k: int, d: Dist) -> list[list[int]]:
+    """This rank's rows of each of the ``k`` mini-batches of the whole batch (``W * N`` rows,
+    rank-major), so a mini-batch is the same set of sequences on any number of ranks."""
+    total = N * d.world
+    first = d.rank * N
+    return [[r - first for r in p.tolist() if first <= r < first + N]
+            for p in torch.arange(total).tensor_split(max(1, min(k, total)))]
+
+
+def _normalizer(mask: torch.Tensor, aggregation: str, max_len: int, d: Dist) -> float:
+    """:func:`step_normalizer` of the mini-batch's rows on every rank together."""
+    if not d.active:
+        return step_normalizer(mask, aggregation, max_len)
+    n, tokens = d.sum(float(mask.shape[0])), d.sum(float(mask.sum()))
+    return step_normalizer(torch.ones(int(n), 1) if aggregation != "token-mean" else
+                           torch.full((1, 1), max(1.0, tokens)), aggregation, max_len)
 
 
 def old_and_ref_logprobs(u: _Update, chunks: list[list[int]], *, old: bool, ref: bool) -> None:
@@ -246,7 +274,10 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
         seq_kl = None
         if preset.reward_beta > 0:
             seq_kl = sequence_kl(batch.old_logp, batch.ref_logp, mask, preset.kl_estimator).view(-1, G)
-        adv = preset.advantages(rewards.view(-1, G), valid.view(-1, G), seq_kl=seq_kl).view(-1)  # [N]
+        d = u.dist  # the estimator sees every rank's groups (batch statistics), then keeps this rank's rows
+        everyone = (d.cat(rewards.view(-1, G)), d.cat(valid.view(-1, G)), None if seq_kl is None else d.cat(seq_kl))
+        N = len(batch)
+        adv = preset.advantages(everyone[0], everyone[1], seq_kl=everyone[2]).reshape(-1)[d.rank * N:(d.rank + 1) * N]
         skip = skippable_sequences(adv, mask, preset.loss_beta) | (mask.sum(-1) == 0)
     batch.advantages = u.res.advantages = adv
     return skip
@@ -305,6 +336,8 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
     critic = learner.critic
     if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
         _zero_grads(learner.policy, critic)
+    u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
+    loss = u.dist.sum(loss)
     gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)
     cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm) if critic is not None else None
     finite = all(math.isfinite(float(x)) for x in (loss, gn, v_loss, 0.0 if cgn is None else cgn))

@@ -1,0 +1,127 @@
+"""Data parallelism (gloo, CPU, tiny model): N processes x B/N prompts give the one-process update;
+a run resumes on another number of processes; two "nodes" on 127.0.0.1 train; bad input fails clearly."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from grpokit.config import make
+from grpokit.train.dist import Dist
+from grpokit.train.loop import train
+from grpokit.train.run_folder import RunReader
+
+ROOT = Path(__file__).resolve().parents[2]
+DIGITS = "tests.train.rewards_for_tests:digit_share"
+STEPS = 3
+
+
+def _args(model, task, out, **kw):
+    opts = dict(model=model, task=task, out=str(out), steps=STEPS, prompts_per_step=4, group_size=4, max_new_tokens=6,
+                eval_size=0, progress=False, lr=1e-3, dtype="fp32", threads=1, rewards={DIGITS: 1.0},
+                task_options={"heldout_size": 4}, beta=0.04)
+    opts.update(kw)
+    return opts
+
+
+def _cli(opts: dict) -> list[str]:
+    out = []
+    for k, v in opts.items():
+        out += [f"--{k}", json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v)]
+    return out
+
+
+def _env(**extra):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "GRPOKIT_DIST_TIMEOUT": "90"}
+    env.pop("WORLD_SIZE", None)
+    return {**env, **extra}
+
+
+def _launch(opts: dict, nproc: int = 2, extra_env=None, launcher=None, timeout=400):
+    cmd = launcher or [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc)]
+    return subprocess.run([*cmd, "-m", "grpokit", "train", *_cli(opts)], env=_env(**(extra_env or {})),
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def _weights(run) -> dict:
+    return load_file(sorted((Path(run) / "checkpoints").glob("step_*"))[-1] / "model.safetensors")
+
+
+def _assert_same(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:  # fp32 reductions in another order: ~1e-7 after 3 AdamW steps of lr 1e-3
+        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-5, msg=k)
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory):
+    p = tmp_path_factory.mktemp("task") / "toy.jsonl"
+    p.write_text("".join(json.dumps({"question": f"say {d}", "answer": str(d)}) + "\n" for d in range(10) for _ in range(4)))
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def single(tiny_model, task, tmp_path_factory):
+    """The one-process run every multi-process run must reproduce."""
+    return train(make(overrides=_args(tiny_model, task, tmp_path_factory.mktemp("one") / "run")))
+
+
+def test_two_processes_give_the_one_process_update(tiny_model, task, single, tmp_path):
+    res = _launch(_args(tiny_model, task, tmp_path / "two"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_same(single, tmp_path / "two")
+    want, got = RunReader(single).metrics(), RunReader(tmp_path / "two").metrics()
+    assert [m["step"] for m in got] == [1, 2, 3]
+    for w, g in zip(want, got):
+        for key in ("reward/mean", "completions/mean_length", "loss/policy", "optim/grad_norm"):
+            assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), (w["step"], key)
+    assert len(RunReader(tmp_path / "two").groups(1)) == 4  # rank 0 logs every rank's groups
+
+
+def test_a_two_process_run_resumes_on_one_process(tiny_model, task, single, tmp_path):
+    res = _launch(_args(tiny_model, task, tmp_path / "run", stop_after=2))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert RunReader(tmp_path / "run").status()["state"] == "interrupted"
+    train(make(overrides=_args(tiny_model, task, tmp_path / "run", resume=True)))
+    _assert_same(single, tmp_path / "run")
+
+
+def test_two_nodes_on_one_machine_train(tiny_model, task, single, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "grpokit", "train", "--nproc", "1", "--nnodes", "2", "--rdzv-endpoint",
+           f"127.0.0.1:{port}", "--rdzv-id", f"test{port}"]
+    nodes = [subprocess.Popen([*cmd, *_cli(_args(tiny_model, task, tmp_path / f"node{i}"))], env=_env(), cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    outs = [n.communicate(timeout=400)[0] for n in nodes]
+    assert all(n.returncode == 0 for n in nodes), outs[0][-2000:] + outs[1][-2000:]
+    written = [p for p in (tmp_path / "node0", tmp_path / "node1") if (p / "checkpoints").exists()]
+    assert len(written) == 1  # rank 0's folder: the node that got rank 0
+    _assert_same(single, written[0])
+
+
+def test_a_world_size_that_does_not_divide_the_batch_is_refused(tiny_model, task, tmp_path):
+    with pytest.raises(ValueError, match="prompts_per_step 3 does not split over 2 ranks: use a multiple of 2"):
+        Dist(rank=1, world=2).share(3)
+    from grpokit.cli import main
+
+    assert main(["train", "--nproc", "2", *_cli(_args(tiny_model, task, tmp_path / "x", prompts_per_step=3))]) == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_dead_rank_does_not_hang_the_others(tiny_model, task, tmp_path):
+    res = _launch(_args(tiny_model, task, tmp_path / "dead"),
+                  extra_env={"GRPOKIT_FAULT": "sampled@2", "GRPOKIT_FAULT_RANK": "1"}, timeout=400)
+    assert res.returncode != 0
+    status = RunReader(tmp_path / "dead").status()
+    assert status["state"] in ("failed", "running", "interrupted")  # torchrun stops rank 0 when rank 1 dies
+    assert (tmp_path / "dead" / "checkpoints").exists()  # the step-0 checkpoint: resumable
