@@ -14,7 +14,7 @@ import os
 import time
 
 from grpokit.rewards.code import CodeRunner
-from grpokit.rewards.sandbox import Sandbox
+from grpokit.envs.sandbox import Sandbox
 
 STDIO = {"format": "stdio", "inputs": ["2 3\n"], "outputs": ["5\n"]}
 STDIO_PROG = "a, b = map(int, input().split())\nprint(a + b)\n"

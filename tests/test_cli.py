@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 def _grpokit(*args, timeout=300):

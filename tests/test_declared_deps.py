@@ -32,7 +32,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from grpokit.evaluation.report import config_diff, flatten, fmt, load_runs, main, smooth_centered
-from grpokit.train.run_folder import RunWriter
+from grpokit.run_folder import RunWriter
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-import grpokit.rewards.sandbox as sandbox_mod
-from grpokit.rewards.sandbox import Limits, Sandbox
+import grpokit.envs.sandbox as sandbox_mod
+from grpokit.envs.sandbox import Limits, Sandbox
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from grpokit.config import make
 from grpokit.pipeline.runner import model_hash
 from grpokit.train.sft import SFTConfig, encode, lr_factor, main, plan_batches, read_pairs, response_nll, train_sft
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train import checkpoint as ckpt
 
 

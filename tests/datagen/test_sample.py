@@ -6,7 +6,7 @@ import pytest
 
 from grpokit.config import make
 from grpokit.datagen.sample import SampleConfig, checkpoint_step, main, sample
-from grpokit.train.run_folder import read_jsonl
+from grpokit.run_folder import read_jsonl
 from tests.pipeline.helpers import toy_task
 
 

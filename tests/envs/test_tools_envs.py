@@ -70,7 +70,7 @@ def test_module_function_tool_with_and_without_schema(tmp_path):
 
 
 def test_python_tool_runs_in_the_sandbox():
-    from grpokit.rewards.sandbox import SandboxUnavailable
+    from grpokit.envs.sandbox import SandboxUnavailable
 
     tool = load_tool("python")
     try:

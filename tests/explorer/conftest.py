@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from grpokit.algo.advantages import group_advantages
-from grpokit.train.run_folder import RunWriter
+from grpokit.run_folder import RunWriter
 
 G = 6
 MAX_NEW = 64

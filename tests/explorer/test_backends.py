@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from grpokit.explorer.backends import HFGenerator, LocalTryBackend, TryBackend
-from grpokit.train.run_folder import RunReader, RunWriter
+from grpokit.run_folder import RunReader, RunWriter
 
 MAX_NEW = 8
 

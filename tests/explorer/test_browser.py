@@ -15,7 +15,7 @@ import pytest
 
 from grpokit.explorer import server as srv
 from grpokit.explorer.scaling import scale_group
-from grpokit.train.run_folder import RunReader, RunWriter
+from grpokit.run_folder import RunReader, RunWriter
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

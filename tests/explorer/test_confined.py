@@ -9,7 +9,7 @@ import pytest
 
 from grpokit.explorer import server as srv
 from grpokit.explorer.runs import MAX_PAGE_BYTES, RunSet, expand_run_dirs, read_page
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from tests.explorer.test_server import _servers, _stop
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from grpokit.explorer.runs import RunSet, cfg_get, expand_run_dirs, group_view
 from grpokit.explorer.scaling import scale_group
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from grpokit.explorer import server as srv
 from grpokit.explorer.scaling import scale_group
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 def _servers():

@@ -8,7 +8,7 @@ from grpokit.datagen.filters import language_share
 from grpokit.pipeline.evaluate import EvalConfig, comparison_table, evaluate_model
 from grpokit.evaluation.report import load_runs
 from grpokit.rewards.format import is_r1_format
-from grpokit.train.run_folder import read_jsonl
+from grpokit.run_folder import read_jsonl
 from tests.pipeline.helpers import toy_task
 
 

@@ -8,7 +8,7 @@ import pytest
 from grpokit.pipeline import recipe as rcp
 from grpokit.pipeline import stages as stages_mod
 from grpokit.pipeline.runner import compare, main, model_hash, run_pipeline, stage_manifests
-from grpokit.train.run_folder import RunReader, read_jsonl
+from grpokit.run_folder import RunReader, read_jsonl
 from tests.pipeline.helpers import language_reward_name, toy_task
 
 R1_STAGES = ["cold_start_data", "cold_start_sft", "reasoning_rl", "rejection_sampling", "sft", "final_prompts",

@@ -10,7 +10,7 @@ import pytest
 from grpokit.rewards import resolve
 from grpokit.rewards._scripts.codec import Unencodable, decode, encode
 from grpokit.rewards.code import CodeRunner, extract_code, parse_tests, same_value
-from grpokit.rewards.sandbox import Limits, Sandbox
+from grpokit.envs.sandbox import Limits, Sandbox
 
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
 

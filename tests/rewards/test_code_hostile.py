@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from grpokit.rewards.code import CodeRunner
-from grpokit.rewards.sandbox import Limits, Sandbox
+from grpokit.envs.sandbox import Limits, Sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed (scripts/setup_test_extras.sh)")
 

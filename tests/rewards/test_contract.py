@@ -178,7 +178,7 @@ def test_a_reward_that_breaks_every_rule_costs_samples_not_the_run(tiny_model, t
     from safetensors.torch import load_file
 
     from grpokit.train.loop import train
-    from grpokit.train.run_folder import RunReader
+    from grpokit.run_folder import RunReader
     from tests.train.test_loop import _cfg
 
     run = train(_cfg(tiny_model, tmp_path, "broken-reward", steps=2,

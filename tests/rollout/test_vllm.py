@@ -198,7 +198,7 @@ def test_training_with_vllm_raises_the_reward_like_hf(tiny32, tmp_path):
 
     from grpokit.config import make
     from grpokit.train.loop import train
-    from grpokit.train.run_folder import RunReader
+    from grpokit.run_folder import RunReader
 
     rows = [{"question": f"say {d}", "answer": str(d)} for d in range(10) for _ in range(4)]
     task = tmp_path / "toy.jsonl"

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train.batch import TrainBatch, sequence_values
 from grpokit.train.critic import build_critic, count_params, load_critic, save_critic
 from grpokit.config import make

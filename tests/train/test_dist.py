@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from grpokit.config import make
 from grpokit.train.dist import Dist
 from grpokit.train.loop import train
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = "tests.train.rewards_for_tests:digit_share"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from grpokit.records import Rollout, Scores
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train.loop import train
 from grpokit.train.sampling import add_overlong_penalty, concat_rollouts, select_rows
 from tests.train.test_loop import _cfg, _final_params

@@ -24,7 +24,7 @@ from grpokit.pipeline.runner import model_hash, run_pipeline, stage_manifests
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.faults import ENV, PHASES
 from grpokit.train.loop import train
-from grpokit.train.run_folder import RunReader, read_jsonl
+from grpokit.run_folder import RunReader, read_jsonl
 from grpokit.train.session import LOCK, RunLocked
 from tests.pipeline.helpers import toy_task
 

@@ -7,7 +7,7 @@ import torch
 
 from grpokit.config import make
 from grpokit.train.loop import train
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 def _task_file(tmp_path, n=40):

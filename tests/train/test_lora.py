@@ -14,7 +14,7 @@ from grpokit.train.critic import count_params  # noqa: E402
 from grpokit.train.loop import train  # noqa: E402
 from grpokit.train.optim import adamw  # noqa: E402
 from grpokit.train.policy import add_adapters, trainable  # noqa: E402
-from grpokit.train.run_folder import RunReader  # noqa: E402
+from grpokit.run_folder import RunReader  # noqa: E402
 from tests.train.test_loop import _cfg  # noqa: E402
 
 DIGITS = "tests.train.rewards_for_tests:digit_share"

@@ -9,7 +9,7 @@ from grpokit.envs.base import Step
 from grpokit.records import Example
 from grpokit.tasks import Task, register
 from grpokit.train.loop import train
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 class Echo(ToolEnv):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from grpokit.config import make
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train.loop import train
 
 

@@ -7,7 +7,7 @@ from grpokit import models
 from grpokit.train.batch import TrainBatch
 from grpokit.train.policy import enable_checkpointing, is_checkpointing
 from grpokit.train.update import _logprobs
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from tests.train.test_loop import _cfg
 from grpokit.train.loop import train
 

@@ -11,7 +11,7 @@ import pytest
 
 from grpokit.algo import PRESETS
 from grpokit.config import algo_preset
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train.loop import train
 from tests.algo.test_presets import REF_ADVANTAGE, REF_KL, clip, ref_ppo
 from tests.train.test_loop import _cfg

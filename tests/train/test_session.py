@@ -11,7 +11,7 @@ from grpokit.config import make
 from grpokit.pipeline.runner import model_hash
 from grpokit.train import checkpoint as ckpt, determinism
 from grpokit.train.interrupt import GracefulInterrupt
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train.session import LOCK, RunLocked, acquire_lock, release_lock
 from grpokit.train.sft import SFTConfig, train_sft
 from tests.test_sft import _data

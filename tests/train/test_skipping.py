@@ -3,7 +3,7 @@ with beta > 0 they are trained, because their KL term has a gradient."""
 
 import torch
 
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 from grpokit.train import update
 from grpokit.train.loop import train
 from tests.train.test_loop import _cfg, _final_params

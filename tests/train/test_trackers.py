@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from grpokit.train import trackers as tr
-from grpokit.train.run_folder import RunReader, RunWriter
+from grpokit.run_folder import trackers as tr
+from grpokit.run_folder import RunReader, RunWriter
 
 METRICS = [{"reward/mean": 0.25 * s, "loss/policy": -0.01 * s, "completions/max_length": 6 + s, "optim/lr": 1e-5,
             "flag": True, "note": "text", "bad": math.nan} for s in (1, 2, 3)]

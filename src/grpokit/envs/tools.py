@@ -13,7 +13,7 @@ so it never blocks exit); tools that run untrusted code use the sandbox (``pytho
 programs are killed on their own wall clock.
 
 Built-ins: ``calculator`` (exact rational arithmetic, :mod:`grpokit.envs.calculator`) and
-``python`` (a program run in :class:`grpokit.rewards.sandbox.Sandbox`, printing its stdout).
+``python`` (a program run in :class:`grpokit.envs.sandbox.Sandbox`, printing its stdout).
 Users add a tool as ``module:function`` (optionally ``module:function=schema.json``).
 """
 
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.envs.calculator import calculator
+from grpokit.envs.sandbox import Limits, Sandbox
 
 MAX_RESULT_CHARS = 2000
 
@@ -155,9 +156,7 @@ def calculator_tool() -> Tool:
 
 
 def python_tool(wall_s: float = 5.0, memory_mb: int = 512) -> Tool:
-    """Run a Python program in the bubblewrap sandbox (grpokit.rewards.sandbox, same guarantees)."""
-    from grpokit.rewards.sandbox import Sandbox, Limits
-
+    """Run a Python program in the bubblewrap sandbox (grpokit.envs.sandbox, same guarantees)."""
     box: dict[str, Sandbox] = {}
 
     def python(code: str) -> str:

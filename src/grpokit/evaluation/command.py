@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from grpokit.evaluation import R1_TEMPERATURE, R1_TOP_P
+from grpokit.run_folder import latest as latest_checkpoint
 
 SPLITS = ("heldout", "train", "all")
 
@@ -70,11 +71,10 @@ def _parse_ks(text: str) -> tuple[int, ...]:
 def resolve_model(spec: str) -> tuple[str, dict]:
     """``--model`` -> (what ``models.load`` takes, the run's config when ``spec`` is a run folder or one of
     its checkpoints; else ``{}``)."""
-    from grpokit.train import checkpoint as ckpt
 
     p = Path(spec).expanduser()
     if p.is_dir() and (p / "config.yaml").exists() and not (p / "config.json").exists():
-        last = ckpt.latest(p)
+        last = latest_checkpoint(p)
         if last is None:
             raise FileNotFoundError(f"run folder {p} has no finished checkpoint in {p / 'checkpoints'}; "
                                     "pass a checkpoint folder or let the run save one")

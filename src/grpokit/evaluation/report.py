@@ -1,6 +1,6 @@
 """``grpokit report RUN_DIR [RUN_DIR ...] [--out DIR]``: plots and a Markdown summary of training runs.
 
-Reads each run folder with :class:`grpokit.train.run_folder.RunReader` (layout in docs/run-format.md) and
+Reads each run folder with :class:`grpokit.run_folder.RunReader` (layout in docs/run-format.md) and
 writes into ``--out`` (default ``RUN_DIR/report`` for one run, ``./report`` for several):
 
 - one PNG per :data:`PLOTS` entry (reward, held-out accuracy, length, reflection rate, entropy, KL,
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 _EVAL_ACC = r"^(pass@\d+|cons@\d+|maj@\d+|greedy_acc|sampled_acc|accuracy|acc)$"
 

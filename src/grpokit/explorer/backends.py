@@ -25,7 +25,7 @@ from grpokit.explorer.runs import cfg_get
 from grpokit.records import Example
 from grpokit.rewards.generate import generate_and_score
 from grpokit.rollout import HFEngine, RolloutEngine, SamplingParams
-from grpokit.train.run_folder import RunReader
+from grpokit.run_folder import RunReader
 
 
 @runtime_checkable

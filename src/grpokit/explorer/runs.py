@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.explorer.scaling import SCALINGS, scale_group
-from grpokit.train.run_folder import CHECKPOINT_DIR, ROLLOUT_DIR, RunReader, rollout_path
+from grpokit.run_folder import CHECKPOINT_DIR, ROLLOUT_DIR, RunReader, rollout_path
 
 _RUN_MARKERS = ("config.yaml", "status.json", "metrics.jsonl", ROLLOUT_DIR)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

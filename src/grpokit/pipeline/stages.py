@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from grpokit.config import make
-from grpokit.train.run_folder import RunReader, read_jsonl
+from grpokit.run_folder import RunReader, read_jsonl
 from grpokit.train import checkpoint as ckpt
 
 MANIFEST = "manifest.json"

@@ -1,7 +1,7 @@
 """Code reward: run model-written Python against test cases in a sandbox; score = fraction passed.
 
 The grading decision is made here, in the trainer process, by trusted code. The program runs in a
-``grpokit.rewards.sandbox.Sandbox`` and only reports raw results (its stdout per input, or the tagged-JSON
+``grpokit.envs.sandbox.Sandbox`` and only reports raw results (its stdout per input, or the tagged-JSON
 return value per call); the expected outputs never enter its sandbox. So a program that exits
 early, hooks ``atexit``, returns an object whose ``__eq__`` is always True, or rewrites the
 harness can at most forge results, which are right only if it solved the task.
@@ -35,7 +35,7 @@ from typing import Any
 
 from grpokit.rewards import register, register_factory
 from grpokit.rewards._scripts.codec import decode, encode
-from grpokit.rewards.sandbox import Limits, RunResult, Sandbox
+from grpokit.envs.sandbox import Limits, RunResult, Sandbox
 
 _SCRIPTS = Path(__file__).parent / "_scripts"
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)

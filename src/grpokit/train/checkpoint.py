@@ -26,17 +26,7 @@ from typing import Any
 import torch
 
 from grpokit.train import faults
-from grpokit.train.run_folder import CHECKPOINT_DIR
-
-
-def checkpoint_path(run_dir: Path, step: int) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:06d}"
-
-
-def latest(run_dir: Path) -> Path | None:
-    d = Path(run_dir) / CHECKPOINT_DIR
-    done = [p for p in d.glob("step_*") if (p / "trainer_state.pt").exists() and not p.name.endswith(".tmp")]
-    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+from grpokit.run_folder import CHECKPOINT_DIR, checkpoint_path, latest  # noqa: F401 (re-exported)
 
 
 def resume_point(run_dir: Path, resume: bool) -> Path | None:

@@ -43,8 +43,9 @@ from grpokit.rollout.multiturn import EpisodeEngine, attach_episodes, episode_me
 from grpokit.tasks import load_task
 from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
-from grpokit.train.run_folder import RunWriter
-from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy, trackers
+from grpokit.run_folder import RunWriter
+from grpokit.run_folder import trackers
+from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic

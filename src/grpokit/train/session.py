@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
-from grpokit.train.run_folder import RunWriter
+from grpokit.run_folder import RunWriter
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -96,7 +96,7 @@ def _same(a: Any, b: Any) -> bool:
 def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
     """``key -> [before, now]`` for the keys of ``config`` that differ from the run's config.yaml
     (volatile keys and keys the file does not have left out)."""
-    from grpokit.train.run_folder import RunReader
+    from grpokit.run_folder import RunReader
 
     before = RunReader(run_dir).config()
     return {k: [before[k], v] for k, v in config.items()
@@ -156,7 +156,7 @@ class RunSession:
         """Start (or continue at ``step``) a run of ``total`` steps. ``save(step, position)`` writes a
         checkpoint; ``position()`` returns what it needs besides weights and optimizer (data order,
         sampler state), read when a step completes so a later stop saves that step's own state.
-        ``trackers`` (:func:`grpokit.train.trackers.open_trackers`) get copies of the metrics."""
+        ``trackers`` (:func:`grpokit.run_folder.trackers.open_trackers`) get copies of the metrics."""
         self.writer = RunWriter(self.dir, trackers)
         self.step = self.saved = step
         self.total, self._save, self._position = total, save, position

@@ -9,7 +9,7 @@
 The loss covers response tokens only (prompt tokens are labels -100) and is a token mean over the
 whole optimizer step, so splitting a step into micro-batches does not change the gradient.
 Checkpoints, ``metrics.jsonl``, ``status.json`` and ``--resume`` are those of GRPO runs
-(:mod:`grpokit.train.checkpoint`, :class:`grpokit.train.run_folder.RunWriter`): ``grpokit report`` and
+(:mod:`grpokit.train.checkpoint`, :class:`grpokit.run_folder.RunWriter`): ``grpokit report`` and
 ``grpokit sample`` read an SFT run like any other.
 
 Length bucketing: each epoch's shuffled order is cut into windows of ``bucket_window`` batches; a

@@ -26,6 +26,7 @@ from typing import Any, Iterator
 import yaml
 
 from grpokit.records import json_safe as _clean
+from grpokit.run_folder.trackers import TrackerSet
 
 ROLLOUT_DIR = "rollouts"
 CHECKPOINT_DIR = "checkpoints"
@@ -35,13 +36,21 @@ def rollout_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / ROLLOUT_DIR / f"step_{step:06d}.jsonl"
 
 
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:06d}"
+
+
+def latest(run_dir: Path) -> Path | None:
+    d = Path(run_dir) / CHECKPOINT_DIR
+    done = [p for p in d.glob("step_*") if (p / "trainer_state.pt").exists() and not p.name.endswith(".tmp")]
+    return max(done, key=lambda p: int(p.name.split("_")[1])) if done else None
+
+
 class RunWriter:
     """Appends to a run folder. One writer per run (the training process)."""
 
     def __init__(self, run_dir: str | os.PathLike, trackers: list | None = None):
-        """``trackers``: :func:`grpokit.train.trackers.open_trackers`' list; they get copies of the metrics and evals."""
-        from grpokit.train.trackers import TrackerSet
-
+        """``trackers``: :func:`grpokit.run_folder.trackers.open_trackers`' list; they get copies of the metrics and evals."""
         self.dir = Path(run_dir)
         (self.dir / ROLLOUT_DIR).mkdir(parents=True, exist_ok=True)
         self.trackers = TrackerSet(trackers or [], on_error=lambda **e: self.log_event("tracker_error", **e))

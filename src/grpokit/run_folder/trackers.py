@@ -3,7 +3,7 @@
 ``--report-to tensorboard,wandb`` sends every record the run writes to ``metrics.jsonl`` (and each
 ``eval.jsonl`` record, as ``eval/<key>``) to those trackers as well, with the same step. The run
 folder stays the source of truth: trackers only receive copies, from one call site
-(:class:`grpokit.train.run_folder.RunWriter`), and a tracker that fails is switched off with a
+(:class:`grpokit.run_folder.RunWriter`), and a tracker that fails is switched off with a
 warning and a ``tracker_error`` event; it never stops the run.
 
 Each writes locally unless told otherwise, so nothing leaves the machine by surprise:
