@@ -271,3 +271,39 @@ def test_a_large_step_is_paged_in_the_browser(browser, run_dir, tmp_path):
         pg.close()
         s.shutdown()
         s.server_close()
+
+
+def test_an_episode_shows_turn_by_turn_with_its_masked_spans(browser, run_dir, tmp_path):
+    """A multi-turn completion: the dialog shows each turn (model, tool call, tool result) and which
+    token spans were trained on and which were masked out of the loss."""
+    ep_dir = shutil.copytree(run_dir, tmp_path / "episodes")
+    groups = RunReader(run_dir).groups(1)
+    ep = {"messages": [{"role": "assistant", "content": '<tool_call>{"name": "calculator", "arguments": {"expression": "123*45"}}</tool_call>'},
+                       {"role": "tool", "name": "calculator", "content": "5535"},
+                       {"role": "assistant", "content": "The answer is 5535."}],
+          "spans": [["model", 0, 21], ["env", 21, 30], ["model", 30, 37]], "turns": 2, "tool_calls": 1,
+          "tool_errors": 0, "malformed_calls": 0, "end": "no_tool_call"}
+    groups[0]["completions"][0]["episode"] = ep
+    (ep_dir / "rollouts" / "step_000001.jsonl").write_text("".join(json.dumps(g) + "\n" for g in groups), encoding="utf-8")
+    s = srv.make_server([ep_dir], port=0)
+    srv.serve_in_thread(s)
+    pg = browser.new_page(viewport={"width": 1280, "height": 900})
+    problems: list[str] = []
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    try:
+        pg.goto(f"http://127.0.0.1:{s.server_address[1]}/#/run/0/step/1/group/0")
+        pg.wait_for_selector("#group-view .adv-label")
+        pg.locator(".col-hit[data-index='0']").click()
+        turns = pg.locator(".modal .episode .turn")
+        assert turns.count() == 3
+        assert [turns.nth(i).locator(".turn-role").inner_text() for i in range(3)] == ["assistant", "tool (calculator)", "assistant"]
+        assert turns.nth(1).locator(".completion-text").inner_text() == "5535"
+        assert pg.locator(".modal .turn-model").count() == 2 and pg.locator(".modal .turn-tool").count() == 1
+        assert [pg.locator(".modal .spans span").nth(i).inner_text() for i in range(3)] == [
+            "model, trained 0–21", "environment, masked 21–30", "model, trained 30–37"]
+        assert "2 / 1 / 0" in pg.locator(".modal table.kv").inner_text()  # turns / tool calls / tool errors
+        assert problems == []
+    finally:
+        pg.close()
+        s.shutdown()
+        s.server_close()
