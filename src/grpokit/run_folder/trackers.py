@@ -108,9 +108,15 @@ class TensorBoard:
                 raise _missing("tensorboardX", self.name) from None
         self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 
+    @staticmethod
+    def key(k: str) -> str:
+        """The tag: TensorBoard tags allow ``[-/\w.]``; tensorboardX replaces anything else by ``_``
+        on its own (``eval/pass@1`` -> ``eval/pass_1``), so both writers get the same tag from here."""
+        return _TB_BAD.sub("_", k)
+
     def log(self, metrics: dict[str, float], step: int) -> None:
         for k, v in metrics.items():
-            self.writer.add_scalar(k, v, step)
+            self.writer.add_scalar(self.key(k), v, step)
         self.writer.flush()
 
     def close(self) -> None:
@@ -140,6 +146,7 @@ class WandB:
         self.run.finish()
 
 
+_TB_BAD = re.compile(r"[^-/\w.]")
 _MLFLOW_BAD = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
