@@ -77,7 +77,7 @@ def cmd_rewards(args) -> int:
     if not args.rest or args.rest[0] != "check":
         print("usage: grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]", file=sys.stderr)
         return 2
-    from grpokit.rewards.check import main as check_main  # imported here: it is a delegated tool
+    from grpokit.evaluation.check import main as check_main  # imported here: it is a delegated tool
 
     return check_main(args.rest[1:])
 

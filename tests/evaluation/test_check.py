@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from grpokit.records import Example
-from grpokit.rewards.check import Sampled, check_rewards, main
+from grpokit.evaluation.check import Sampled, check_rewards, main
 from grpokit.tasks import Task
 
 TASK = Task(name="t", train=[], heldout=[Example("a", "1+1?", "2"), Example("b", "2+2?", "4"), Example("c", "?", None)],
