@@ -17,6 +17,8 @@ from grpokit.evaluation import command as eval_command
 from grpokit.tasks import check_task_options, task_names
 from grpokit.tasks.files import check_data_file
 from grpokit.train.loop import train
+from grpokit.train.dist import torchrun_command
+from grpokit.evaluation.check import main as check_main
 
 # The names train/sft.py and datagen/sample.py import (they belong in grpokit.config now).
 
@@ -52,7 +54,6 @@ def cmd_train(args) -> int:
     if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:  # start torchrun, which runs us N times
         import subprocess
 
-        from grpokit.train.dist import torchrun_command
 
         if cfg.prompts_per_step % (args.nproc * args.nnodes):
             raise ValueError(f"prompts_per_step {cfg.prompts_per_step} does not split over {args.nproc * args.nnodes} "
@@ -77,7 +78,6 @@ def cmd_rewards(args) -> int:
     if not args.rest or args.rest[0] != "check":
         print("usage: grpokit rewards check --task NAME [--model M | --completions FILE] [-n 32] [-g 4]", file=sys.stderr)
         return 2
-    from grpokit.evaluation.check import main as check_main  # imported here: it is a delegated tool
 
     return check_main(args.rest[1:])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+from grpokit import rewards as rw
 
 Extract = Callable[[str], "str | None"]
 Equivalent = Callable[[str, str], bool]
@@ -59,8 +60,6 @@ def base_name(spec: str) -> str:
 def reader_for(reward: str) -> AnswerReader | None:
     """The reader of ``reward`` (a spec): its own ``extract``/``equivalent``, else one registered for
     the spec or its base name, else None. Unknown rewards are an error (``rewards.resolve``)."""
-    from grpokit import rewards as rw
-
     fn = rw.resolve(reward)
     extract, equivalent = getattr(fn, "extract", None), getattr(fn, "equivalent", None)
     if callable(extract) and callable(equivalent):

@@ -19,6 +19,12 @@ import yaml
 
 from grpokit.evaluation import R1_TEMPERATURE, R1_TOP_P
 from grpokit.run_folder import latest as latest_checkpoint
+from grpokit import models
+from grpokit.evaluation.accuracy import EvalSettings, evaluate
+from grpokit.evaluation.runner import format_summary
+from grpokit.rollout import HFEngine, render
+from grpokit.tasks import load_task
+from grpokit.rollout.multiturn import EpisodeEngine
 
 SPLITS = ("heldout", "train", "all")
 
@@ -89,11 +95,6 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate as ``args`` say; print the table; write files with ``--out``."""
     import torch
 
-    from grpokit import models
-    from grpokit.evaluation.accuracy import EvalSettings, evaluate
-    from grpokit.evaluation.runner import format_summary
-    from grpokit.rollout import HFEngine
-    from grpokit.tasks import load_task
 
     if args.n < 0:
         raise ValueError(f"-n must be >= 0 (0 = all), got {args.n}")
@@ -124,8 +125,6 @@ def run(args: argparse.Namespace) -> int:
     if task.env is not None and not args.tools:  # the same questions, one turn, no tool and no word of one
         task = dataclasses.replace(task, env=None, instruction="")
     if task.env is not None:  # a multi-turn task: each question runs as an episode, as in training
-        from grpokit.rollout import render
-        from grpokit.rollout.multiturn import EpisodeEngine
 
         engine = EpisodeEngine.for_task(engine, tok, task, lambda ex: render(tok, task.question_text(ex), settings.template,
                                                                               settings.system or None))

@@ -26,6 +26,8 @@ from grpokit.records import Example
 from grpokit.rewards.generate import generate_and_score
 from grpokit.rollout import HFEngine, RolloutEngine, SamplingParams
 from grpokit.run_folder import RunReader
+from grpokit.tasks import load_task
+from grpokit.rewards import build
 
 
 @runtime_checkable
@@ -107,8 +109,6 @@ class LocalTryBackend:
         key = f"{name}:{sorted(opts.items())!r}"
         with self._lock:
             if key not in self._tasks:
-                from grpokit.tasks import load_task
-
                 try:
                     self._tasks[key] = load_task(name, **opts)
                 except TypeError:  # config carries options the task factory does not take
@@ -133,8 +133,6 @@ class LocalTryBackend:
         return [p.name for p in reversed(list(run.checkpoints())) if (p / "config.json").exists()]
 
     def _specs(self, run: RunReader):
-        from grpokit.rewards import build
-
         spec = cfg_get(run.config(), "rewards/functions", "rewards")
         if spec is None:
             task = self._task(run)

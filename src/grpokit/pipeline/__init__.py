@@ -1,3 +1,4 @@
+from grpokit.pipeline.runner import main as run_main
 """``grpokit pipeline RECIPE``: multi-stage recipes (R1-Zero, R1, distillation) in one resumable run folder.
 
 - :mod:`~grpokit.pipeline.recipe`: reading a recipe YAML, ``${var}`` / ``${stage.output}``
@@ -11,6 +12,4 @@
 
 
 def main(argv: list[str] | None = None) -> int:
-    from grpokit.pipeline.runner import main as run_main
-
     return run_main(argv)

@@ -34,6 +34,7 @@ from typing import Any
 from grpokit.pipeline import recipe as rcp
 from grpokit.pipeline.stages import MANAGED, MANIFEST, clear, kinds
 from grpokit.train.session import acquire_lock, release_lock
+from grpokit.pipeline.evaluate import comparison_table
 
 VOLATILE = ("stop_after", "threads")
 """Stage fields that do not change results (left out of a stage's identity)."""
@@ -244,8 +245,6 @@ def summary(run_dir: str | Path) -> str:
 
 def compare(run_dirs: list[str]) -> str:
     """Side-by-side Markdown table of the final ``eval`` stage of each pipeline run, with its budget."""
-    from grpokit.pipeline.evaluate import comparison_table
-
     runs = []
     for d in run_dirs:
         mans = stage_manifests(d)

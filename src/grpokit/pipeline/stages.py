@@ -23,9 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from grpokit.config import make
+from grpokit.config import TrainConfig, make
 from grpokit.run_folder import RunReader, read_jsonl
 from grpokit.train import checkpoint as ckpt
+from grpokit.rewards.by_source import structured_specs
+from grpokit.train.loop import train
+from grpokit.train.sft import SFTConfig, train_sft
+from grpokit.datagen.sample import SampleConfig, sample
+from grpokit.tasks import load_task
+from grpokit.pipeline.evaluate import EvalConfig, evaluate_model
 
 MANIFEST = "manifest.json"
 
@@ -62,10 +68,6 @@ def _resume_or_clear(stage_dir: Path) -> bool:
 
 
 def run_rl(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.config import TrainConfig
-    from grpokit.rewards.by_source import structured_specs
-    from grpokit.train.loop import train
-
     p = dict(params)
     if isinstance(p.get("rewards"), dict):
         p["rewards"] = structured_specs(p["rewards"])
@@ -78,8 +80,6 @@ def run_rl(params: dict, stage_dir: Path, progress: bool) -> Outcome:
 
 
 def run_sft(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.train.sft import SFTConfig, train_sft
-
     resume = _resume_or_clear(stage_dir)
     cfg = make(SFTConfig, overrides={**params, "out": str(stage_dir), "resume": resume, "progress": progress})
     train_sft(cfg)
@@ -89,8 +89,6 @@ def run_sft(params: dict, stage_dir: Path, progress: bool) -> Outcome:
 
 
 def run_sample(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.datagen.sample import SampleConfig, sample
-
     stage_dir.mkdir(parents=True, exist_ok=True)
     cfg = make(SampleConfig, overrides={**params, "out": str(stage_dir / "data.jsonl"), "resume": True,
                                         "progress": progress})
@@ -116,8 +114,6 @@ class MixConfig:
 
 
 def run_mix(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.tasks import load_task
-
     cfg = make(MixConfig, overrides=params)
     if not 0 <= cfg.general_fraction < 1:
         raise ValueError(f"mix: general_fraction must be in [0, 1), got {cfg.general_fraction}")
@@ -150,8 +146,6 @@ def run_mix(params: dict, stage_dir: Path, progress: bool) -> Outcome:
 
 
 def run_eval(params: dict, stage_dir: Path, progress: bool) -> Outcome:
-    from grpokit.pipeline.evaluate import EvalConfig, evaluate_model
-
     cfg = make(EvalConfig, overrides={**params, "out": str(stage_dir), "progress": progress})
     res = evaluate_model(cfg)
     return Outcome(True, {"result": stage_dir / "result.json"},
@@ -159,11 +153,6 @@ def run_eval(params: dict, stage_dir: Path, progress: bool) -> Outcome:
 
 
 def _configs() -> dict[str, type]:
-    from grpokit.config import TrainConfig
-    from grpokit.datagen.sample import SampleConfig
-    from grpokit.pipeline.evaluate import EvalConfig
-    from grpokit.train.sft import SFTConfig
-
     return {"rl": TrainConfig, "sft": SFTConfig, "sample": SampleConfig, "mix": MixConfig, "eval": EvalConfig}
 
 

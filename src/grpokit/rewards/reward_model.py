@@ -33,6 +33,7 @@ from typing import Callable
 import torch
 
 from grpokit.rewards import register_factory
+from grpokit.models import pick_device, pick_dtype
 
 _ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
@@ -77,7 +78,6 @@ def load_classifier(path: str, device: str = "auto", dtype: str = "auto"):
     """``(model, tokenizer)`` of a local sequence-classification model, eval mode, on ``device``."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from grpokit.models import pick_device, pick_dtype
 
     dev = pick_device(device)
     tok = AutoTokenizer.from_pretrained(path)

@@ -32,6 +32,7 @@ import torch
 from grpokit.records import Rollout
 from grpokit.rollout.base import SamplingParams
 from grpokit.rollout.hf import stop_token_ids
+from grpokit import models
 
 INSTALL_HINT = ("vLLM is not installed: pip install 'grpokit[vllm]' (CUDA), or on a CPU-only machine "
                 "bash scripts/setup_vllm.sh; or use --engine hf")
@@ -79,8 +80,6 @@ class VLLMEngine:
     def __init__(self, model, tokenizer, path: str | Path, *, dtype: torch.dtype | None = None,
                  gpu_memory_utilization: float = 0.3, max_model_len: int | None = None,
                  enforce_eager: bool | None = None, sleep: bool = True, seed: int = 0):
-        from grpokit import models
-
         vllm = _import_vllm()
         self.tokenizer = tokenizer
         self.model = model

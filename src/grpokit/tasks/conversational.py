@@ -14,6 +14,7 @@ multi-turn episode (``grpokit.rollout.multiturn``) with a :class:`grpokit.envs.T
 from __future__ import annotations
 
 from typing import Any
+from grpokit.envs import ToolEnv
 
 MESSAGE_KEYS = ("prompt", "messages")
 ROLES = ("system", "user", "assistant", "tool")
@@ -63,7 +64,6 @@ def episode_env(examples, tools: list | None, instruction: str = ""):
         return None
     from functools import partial
 
-    from grpokit.envs import ToolEnv
 
     def question(ex):
         return f"{ex.question} {instruction}".strip() if instruction else ex.question

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from grpokit.records import Example
 from grpokit.tasks import Task, register
 from grpokit.tasks.conversational import check_conversation, episode_env, question_of
+from grpokit.rewards.code import parse_tests
 
 log = logging.getLogger(__name__)
 ON_BAD_ROW = ("error", "skip")
@@ -111,8 +112,6 @@ def _check_row(row: Any, question_key: str, answer_key: str | None,
         return (f"the question has {len(q):,} characters, more than max_question_chars={max_question_chars:,}; "
                 f"check the row, or raise the cap with task_options {{max_question_chars: N}}")
     if row.get("tests") is not None:
-        from grpokit.rewards.code import parse_tests
-
         try:
             parse_tests(row["tests"])
         except (ValueError, TypeError) as e:

@@ -27,6 +27,8 @@ import torch
 
 from grpokit.train import faults
 from grpokit.run_folder import CHECKPOINT_DIR, checkpoint_path, latest  # noqa: F401 (re-exported)
+from grpokit.train.critic import save_critic
+from grpokit.train.policy import MERGED_DIR, save_merged
 
 
 def resume_point(run_dir: Path, resume: bool) -> Path | None:
@@ -51,12 +53,8 @@ def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if critic is not None:
-            from grpokit.train.critic import save_critic
-
             save_critic(critic, tmp)
         if merged:
-            from grpokit.train.policy import MERGED_DIR, save_merged
-
             save_merged(model, tokenizer, tmp / MERGED_DIR)
         full = {**state, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
         if ref_model is not None:

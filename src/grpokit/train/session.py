@@ -31,6 +31,7 @@ from typing import Any, Callable
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
 from grpokit.run_folder import RunWriter
+from grpokit.run_folder import RunReader
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
@@ -96,8 +97,6 @@ def _same(a: Any, b: Any) -> bool:
 def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
     """``key -> [before, now]`` for the keys of ``config`` that differ from the run's config.yaml
     (volatile keys and keys the file does not have left out)."""
-    from grpokit.run_folder import RunReader
-
     before = RunReader(run_dir).config()
     return {k: [before[k], v] for k, v in config.items()
             if k in before and k not in VOLATILE and not _same(before[k], v)}
