@@ -134,7 +134,7 @@ def run_episodes(engine, tokenizer, make_env: Callable[[], Any], examples: list[
 
     Args:
         engine: has ``generate_ids(rows, n, params, generator) -> Rollout``, ``stop_ids`` and ``pad_id``
-            (``grpokit.rollout.hf.HFEngine``).
+            (``grpokit.rollout.hf.HFEngine`` or ``grpokit.rollout.vllm.VLLMEngine``).
         make_env: a new environment per episode (``grpokit.envs.Environment``).
         params: sampling; ``max_new_tokens`` caps each turn.
     """
@@ -267,6 +267,16 @@ class EpisodeEngine:
 
     def sync_weights(self, model) -> None:
         self.engine.sync_weights(model)
+
+    @property
+    def last_sync_s(self):
+        """The wrapped engine's last weight-sync time (vLLM; None for the HF engine, which shares the weights)."""
+        return getattr(self.engine, "last_sync_s", None)
+
+    @property
+    def logprobs_truncated(self) -> bool:
+        """Whether the wrapped engine's log-probs are over the top-p/top-k support (vLLM's are)."""
+        return getattr(self.engine, "logprobs_truncated", False)
 
     def _example(self, prompt: str) -> Example:
         if self._by_prompt is None:

@@ -127,9 +127,19 @@ class VLLMEngine:
     # --- sampling --------------------------------------------------------------------------------
 
     def generate(self, prompts: list[str], n: int, params: SamplingParams, generator: torch.Generator | None = None) -> Rollout:
+        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        return self._generate(rows, prompts, n, params, generator)
+
+    def generate_ids(self, rows: list[list[int]], n: int, params: SamplingParams,
+                     generator: torch.Generator | None = None) -> Rollout:
+        """As :meth:`generate`, continuing token ids as they are (no re-tokenising of decoded text): what
+        multi-turn episodes (``grpokit.rollout.multiturn``) need; ``Rollout.prompts`` holds the decoded contexts."""
+        prompts = self.tokenizer.batch_decode(rows, skip_special_tokens=False)
+        return self._generate([list(r) for r in rows], prompts, n, params, generator)
+
+    def _generate(self, rows, prompts, n, params, generator) -> Rollout:
         if self.asleep:  # woken with the weights of the last synced model
             self.sync_weights(self.model)
-        rows = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         # One seed per call from the run's generator (so a resumed run samples the same), one per
         # prompt from it; vLLM gives the n samples of a request seeds seed, seed + 1, ...
         base = int(torch.randint(0, 2**31 - 1 - n * len(prompts), (1,), generator=generator)) if generator is not None else None
