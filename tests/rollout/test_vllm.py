@@ -174,6 +174,40 @@ def test_greedy_text_equals_the_hf_engine(setup):
 
 
 @needs_vllm
+def test_multi_turn_episodes_run_on_vllm_like_on_the_hf_engine(setup):
+    """vLLM drives episodes token in / token out too: greedy episodes (env answers every turn) are the
+    HF engine's, token for token, with the same environment spans and loss-mask holes."""
+    from grpokit.envs.base import Start, Step
+    from grpokit.records import Example
+    from grpokit.rollout.multiturn import EpisodeLimits, run_episodes
+
+    model, tok, engine, _ = setup
+
+    class Forced:  # an observation every turn, so each episode has environment tokens inside (no tool
+        def reset(self, example):  # schemas: they would not fit the tiny model's 512-token context)
+            return Start([{"role": "user", "content": example.question}])
+
+        def step(self, turn):
+            return Step([{"role": "user", "content": "42"}], done=False)
+
+    exs = [Example("a", "what is 6*7", "42"), Example("b", "1+1", "2")]
+    params, limits = SamplingParams(temperature=0.0, max_new_tokens=6), EpisodeLimits(max_turns=3, max_episode_tokens=200)
+    hf = HFEngine(model, tok)
+    stops, engine.stop_ids = engine.stop_ids, list(range(0, len(tok), 2))  # a random model rarely says
+    hf.stop_ids = engine.stop_ids  # <|im_end|>: end its turns after a few tokens, so the env answers
+    try:
+        got = run_episodes(engine, tok, Forced, exs, 1, params, limits)
+    finally:
+        engine.stop_ids = stops
+    want = run_episodes(hf, tok, Forced, exs, 1, params, limits)
+    assert all(sum(k == "env" for k, _, _ in ep.spans) >= 1 for ep in got.episodes)
+    assert [ep.spans for ep in got.episodes] == [ep.spans for ep in want.episodes]
+    T = want.completion_ids.shape[1]
+    assert torch.equal(got.completion_ids[:, :T] * got.completion_mask[:, :T], want.completion_ids * want.completion_mask)
+    assert torch.equal(got.completion_mask[:, :T], want.completion_mask)
+
+
+@needs_vllm
 @pytest.mark.slow
 def test_greedy_text_equals_the_hf_engine_on_smollm2():
     from grpokit import models
@@ -219,36 +253,3 @@ def test_training_with_vllm_raises_the_reward_like_hf(tiny32, tmp_path):
     assert len(kls) >= 30 and max(kls) < 1e-3  # same weights, fp32: the sampler is close to the learner
     assert all(m["time/weight_sync"] > 0 for m in v)
     assert all("mismatch/kl" not in m or m["mismatch/kl"] is None for m in runs["hf"])
-
-
-def test_multi_turn_episodes_run_on_vllm_like_on_the_hf_engine(setup):
-    """vLLM drives episodes token in / token out too: greedy episodes (env answers every turn) are the
-    HF engine's, token for token, with the same environment spans and loss-mask holes."""
-    from grpokit.envs.base import Start, Step
-    from grpokit.records import Example
-    from grpokit.rollout.multiturn import EpisodeLimits, run_episodes
-
-    model, tok, engine, _ = setup
-
-    class Forced:  # an observation every turn, so each episode has environment tokens inside (no tool
-        def reset(self, example):  # schemas: they would not fit the tiny model's 512-token context)
-            return Start([{"role": "user", "content": example.question}])
-
-        def step(self, turn):
-            return Step([{"role": "user", "content": "42"}], done=False)
-
-    exs = [Example("a", "what is 6*7", "42"), Example("b", "1+1", "2")]
-    params, limits = SamplingParams(temperature=0.0, max_new_tokens=6), EpisodeLimits(max_turns=3, max_episode_tokens=200)
-    hf = HFEngine(model, tok)
-    stops, engine.stop_ids = engine.stop_ids, list(range(0, len(tok), 2))  # a random model rarely says
-    hf.stop_ids = engine.stop_ids  # <|im_end|>: end its turns after a few tokens, so the env answers
-    try:
-        got = run_episodes(engine, tok, Forced, exs, 1, params, limits)
-    finally:
-        engine.stop_ids = stops
-    want = run_episodes(hf, tok, Forced, exs, 1, params, limits)
-    assert all(sum(k == "env" for k, _, _ in ep.spans) >= 1 for ep in got.episodes)
-    assert [ep.spans for ep in got.episodes] == [ep.spans for ep in want.episodes]
-    T = want.completion_ids.shape[1]
-    assert torch.equal(got.completion_ids[:, :T] * got.completion_mask[:, :T], want.completion_ids * want.completion_mask)
-    assert torch.equal(got.completion_mask[:, :T], want.completion_mask)
