@@ -1,6 +1,7 @@
 """The real command line, end to end on a tiny model."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -54,6 +55,35 @@ def test_clear_errors(tmp_path, capsys):
     bad.write_text("lr: 1e-5\nbogus_key: 1\n")
     code, out = _main(capsys, "train", "--config", str(bad))
     assert code == 2 and "bogus_key" in out.err
+
+
+def test_the_resume_command_a_stopped_run_prints_continues_it_with_its_own_config(tiny_model, tmp_path, capsys):
+    """What the trainer prints at a stop (`grpokit train --out RUN --resume true`) works: RUN's
+    config.yaml is the base, not the defaults; a key that cannot change mid-run is refused, even with
+    --override, and leaves config.yaml as it was."""
+    task = tmp_path / "t.jsonl"
+    task.write_text("".join(json.dumps({"question": f"{a} + {b}", "answer": str(a + b)}) + "\n" for a in range(6) for b in range(4)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("steps: 3\nprompts_per_step: 2\ngroup_size: 3\nmax_new_tokens: 5\neval_size: 0\nlr: 1e-3\n"
+                   "template: plain\nprogress: false\n")
+    out = tmp_path / "run"
+    code, got = _main(capsys, "train", "--config", str(cfg), "--model", tiny_model, "--task", str(task), "--out", str(out),
+                      "--stop_after", "1")
+    assert code == 0, got.err
+    printed = shlex.split(got.out.split("continue with: ")[1].splitlines()[0])
+    assert printed[:2] == ["grpokit", "train"]
+    saved = RunReader(out).config()
+    code, got = _main(capsys, *printed[1:], "--group_size", "4", "--override", "group_size")
+    assert code == 2 and "group_size cannot change" in got.err and "drop --group_size" in got.err
+    assert RunReader(out).config() == saved
+    code, got = _main(capsys, *printed[1:])
+    assert code == 0, got.err
+    run = RunReader(out)
+    assert run.status()["state"] == "finished" and [m["step"] for m in run.metrics()] == [1, 2, 3]
+    per_invocation = ("resume", "stop_after")
+    assert {k: v for k, v in run.config().items() if k not in per_invocation} == \
+        {k: v for k, v in saved.items() if k not in per_invocation}
+    assert not (out / "config_history.jsonl").exists()
 
 
 def test_help_documents_every_option(capsys):

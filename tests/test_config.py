@@ -3,9 +3,11 @@
 import dataclasses
 
 import pytest
+import yaml
 
 from grpokit.algo import DEFAULT_PRESET, PRESETS, Algorithm
-from grpokit.config import TrainConfig, algo_preset, make
+from grpokit.config import TrainConfig, algo_preset, make, to_dict
+from grpokit.train.sft import SFTConfig
 
 
 def test_without_algo_the_defaults_hold_beta_zero_grpo():
@@ -59,6 +61,26 @@ def test_precedence_defaults_preset_base_yaml_command_line(tmp_path):
     # the default preset too: a YAML that names nothing keeps its values under the YAML's
     y.write_text("beta: 0.02\n")
     assert make(yaml_path=str(y)) == dataclasses.replace(TrainConfig(), beta=0.02)
+
+
+def test_a_resume_takes_the_saved_config_of_its_run_as_the_base(tmp_path):
+    """`--out RUN --resume true` alone continues RUN as it was configured, not with the defaults; the
+    keys of one invocation (stop_after, ...) and keys a run writes besides its config are not taken."""
+    run, sft_run = tmp_path / "run", tmp_path / "sft"
+    for folder, cfg, extra in ((run, make(overrides={"algo": "dapo", "steps": 7, "eps_high": 0.3, "stop_after": 2}), {}),
+                               (sft_run, make(SFTConfig, overrides={"data": "d.jsonl", "batch_size": 3}),
+                                {"sft_examples": 5, "sft_total_steps": 4})):
+        folder.mkdir()
+        (folder / "config.yaml").write_text(yaml.safe_dump({**to_dict(cfg), "out": str(folder), **extra}))
+    cfg = make(overrides={"out": str(run), "resume": "true", "lr": "2e-5"})
+    assert (cfg.algo, cfg.steps, cfg.eps_high, cfg.aggregation, cfg.lr) == ("dapo", 7, 0.3, "token-mean", 2e-5)
+    assert cfg.stop_after == 0 and cfg.resume
+    y = tmp_path / "c.yaml"
+    y.write_text("steps: 9\n")  # a --config file given with the resume still wins over the saved one
+    assert make(yaml_path=str(y), overrides={"out": str(run), "resume": True}).steps == 9
+    assert make(overrides={"out": str(run)}) == dataclasses.replace(TrainConfig(), out=str(run))  # not a resume
+    sft = make(SFTConfig, overrides={"out": str(sft_run), "resume": True})
+    assert (sft.data, sft.batch_size, sft.out) == ("d.jsonl", 3, str(sft_run))
 
 
 def test_every_preset_round_trips_through_the_config():

@@ -196,7 +196,7 @@ class TrainConfig(ComputeOptions):
     out: str = ""
     """Run folder ('' = runs/<task>-<date>-<time>)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint (the config must be the run's, see override)."""
+    """Continue the run in `out` from its latest checkpoint, its saved config.yaml as the config (keys given with it must keep their values, see override)."""
     override: str = ""
     """With resume: comma-separated config keys allowed to differ from the run's (e.g. 'steps,lr'); recorded in config_history.jsonl."""
     stop_after: int = 0
@@ -209,6 +209,21 @@ class TrainConfig(ComputeOptions):
     """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels (slower); see docs/reproducibility.md."""
 
     RULES: ClassVar[dict[str, str]] = {"temperature": "> 0"}
+    FIXED_ON_RESUME: ClassVar[dict[str, str]] = {
+        "model": "the checkpoint holds this model's weights, and the reference model is this model",
+        "task": "the saved data position counts rows of this task's training split",
+        "task_options": "the saved data position counts rows of the training split these options built",
+        "seed": "the data order and the sampler were seeded with it",
+        "group_size": "every step so far compared G completions of a prompt, and the sampler's state follows G",
+        "algo": "the preset's values were laid under the run's config when it started",
+        "use_critic": "the checkpoint holds (or lacks) the value model and its optimizer",
+        "critic_trunk": "the checkpoint holds the value model in this form",
+        "lora_rank": "the checkpoint holds LoRA adapters of this rank (or full weights)",
+        "lora_alpha": "the adapters were trained at this scale",
+        "lora_target_modules": "the checkpoint holds adapters on these modules",
+        "load_in_4bit": "the adapters were trained on this base",
+    }
+    """Keys a resumed run cannot change, even with ``--override``, and why (see :func:`make`)."""
 
     def __post_init__(self) -> None:
         check_values(self)
@@ -457,16 +472,42 @@ def read_yaml(path: str | Path) -> dict:
     return loaded
 
 
-def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any] | None = None, base: dict | None = None):
-    """Defaults <- preset <- ``base`` <- YAML file <- overrides; unknown keys are an error that lists the known ones.
+RUN_INVOCATION = ("out", "resume", "override", "stop_after")
+"""Keys of one invocation of a run, not of the run: a resumed run does not take them from its config.yaml."""
 
+
+def resumed_config(cls, given: dict[str, Any]) -> dict[str, Any]:
+    """The saved ``config.yaml`` of the run that ``given`` resumes (``resume`` true, ``out`` a run
+    folder), without :data:`RUN_INVOCATION` keys and keys ``cls`` no longer has; ``{}`` otherwise.
+
+    Only for the configs of run folders (those with ``FIXED_ON_RESUME``): ``grpokit train --out RUN
+    --resume true`` continues RUN as it was configured, whatever the defaults are.
+    """
+    if getattr(cls, "FIXED_ON_RESUME", None) is None or not given.get("out"):
+        return {}
+    if not _coerce("resume", bool, given.get("resume", False)):
+        return {}
+    saved = Path(given["out"]) / "config.yaml"
+    if not saved.is_file():
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in read_yaml(saved).items() if k in names and k not in RUN_INVOCATION}
+
+
+def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any] | None = None, base: dict | None = None):
+    """Defaults <- preset <- ``base`` <- the resumed run's config.yaml <- YAML file <- overrides;
+    unknown keys are an error that lists the known ones.
+
+    With ``resume`` true and ``out`` a run folder, that run's saved config is the base
+    (:func:`resumed_config`), so a resume needs no config beyond ``--out``; what the YAML file and
+    overrides change is then checked against the run's (``override``, ``FIXED_ON_RESUME``) when
+    the run opens (:func:`grpokit.train.session.check_config`).
     For :class:`TrainConfig` the preset is the one ``algo`` names (in ``base``, YAML or
     overrides), else :data:`DEFAULT_PRESET`: it fills every field it sets that was not given.
     """
-    values: dict[str, Any] = dict(base or {})
-    if yaml_path:
-        values.update(read_yaml(yaml_path))
-    values.update(overrides or {})
+    given: dict[str, Any] = read_yaml(yaml_path) if yaml_path else {}
+    given.update(overrides or {})
+    values: dict[str, Any] = {**(base or {}), **resumed_config(cls, given), **given}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:

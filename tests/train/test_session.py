@@ -76,6 +76,8 @@ def test_sft_resume_refuses_another_config_and_the_lock_keeps_a_second_run_off(t
     train_sft(_sft(tiny_model, tmp_path, "run", stop_after=1))
     with pytest.raises(ValueError, match="--override lr"):
         train_sft(_sft(tiny_model, tmp_path, "run", resume=True, lr=2e-3))
+    with pytest.raises(ValueError, match="batch_size cannot change"):  # not even with --override
+        train_sft(_sft(tiny_model, tmp_path, "run", resume=True, batch_size=2, override="batch_size"))
     (tmp_path / "run" / LOCK).write_text(f"{os.getppid()}\n")
     with pytest.raises(RunLocked):
         train_sft(_sft(tiny_model, tmp_path, "run", resume=True))

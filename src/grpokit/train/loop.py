@@ -144,8 +144,8 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
     try:
         dist.check_supported(cfg, d)
         run_dir = Path(d.broadcast(cfg.out or f"runs/{Path(cfg.task).stem}-{time.strftime('%Y%m%d-%H%M%S')}"))
-        session = dist.open_session(d, lambda: RunSession(run_dir, to_dict(cfg), resume=cfg.resume,
-                                                          override=cfg.override, command="grpokit train"), run_dir)
+        session = dist.open_session(d, lambda: RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override,
+                                                          command="grpokit train", fixed=cfg.FIXED_ON_RESUME), run_dir)
         with session:  # any stop in here: the last completed step saved, a true status, the lock released
             _train(cfg, preset, session, on_update, d)
     finally:

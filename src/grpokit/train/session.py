@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import socket
 import sys
 import time
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+from grpokit.config import RUN_INVOCATION
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
 from grpokit.run_folder import RunWriter
@@ -35,7 +37,7 @@ from grpokit.run_folder import RunReader
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
-VOLATILE = ("out", "resume", "override", "stop_after", "progress", "threads", "report_to")
+VOLATILE = (*RUN_INVOCATION, "progress", "threads", "report_to")
 """Config keys that may change on resume without ``--override``: they do not change what is computed."""
 
 
@@ -90,6 +92,11 @@ def release_lock(path: Path) -> None:
         pass
 
 
+def resume_command(command: str, run_dir: Path) -> str:
+    """The command that continues a run: its config.yaml supplies the rest (:func:`grpokit.config.make`)."""
+    return f"{command} --out {shlex.quote(str(run_dir))} --resume true"
+
+
 def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
 
@@ -102,18 +109,29 @@ def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
             if k in before and k not in VOLATILE and not _same(before[k], v)}
 
 
-def check_config(run_dir: Path, config: dict[str, Any], override: str, command: str) -> dict[str, list]:
-    """The changes of a resumed run's config; a clear error for those ``override`` does not allow."""
+def check_config(run_dir: Path, config: dict[str, Any], override: str, command: str,
+                 fixed: dict[str, str] | None = None, checkpoint: Path | None = None) -> dict[str, list]:
+    """The changes of a resumed run's config; a clear error for a ``fixed`` key (``key -> why``) that
+    changed, which nothing allows, and for a change ``override`` does not allow."""
     changes = config_changes(run_dir, config)
     allowed = {k.strip() for k in (override or "").split(",") if k.strip()}
     unknown = sorted(allowed - set(config))
     if unknown:
         raise ValueError(f"--override names unknown config key(s) {unknown}; known keys: {sorted(config)}")
+    frozen = {k: v for k, v in changes.items() if k in (fixed or {})}
+    if frozen:
+        lines = "; ".join(f"{k}: {a!r} -> {b!r} ({fixed[k]})" for k, (a, b) in frozen.items())
+        raise ValueError(f"{', '.join(frozen)} cannot change when {run_dir} resumes ({lines}); --override cannot allow "
+                         f"it. To continue the run as it was, drop {', '.join('--' + k for k in frozen)} from the "
+                         f"command and the --config file (the run's config.yaml supplies it): "
+                         f"{resume_command(command, run_dir)}. To train with the new value, start a new run from "
+                         f"its weights: --model {shlex.quote(str(checkpoint or run_dir))} and another --out")
     refused = {k: v for k, v in changes.items() if k not in allowed}
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
-        raise ValueError(f"{run_dir} was trained with another config ({lines}). Resume with the same settings, or "
-                         f"pass --override {','.join(refused)} to change them from here on ({command} records it)")
+        raise ValueError(f"{run_dir} was trained with another config ({lines}). Resume with the run's settings "
+                         f"(drop {', '.join('--' + k for k in refused)}: {resume_command(command, run_dir)}), or pass "
+                         f"--override {','.join(refused)} to change them from here on ({command} records it)")
     return changes
 
 
@@ -126,16 +144,19 @@ class RunSession:
         resume: continue from the latest checkpoint (``--resume``).
         override: comma-separated config keys allowed to differ from the resumed run's.
         command: how the user restarts it (``grpokit train`` / ``grpokit sft``), for messages.
+        fixed: config keys a resumed run cannot change, even with ``override`` -> why (the config
+            class's ``FIXED_ON_RESUME``).
     """
 
     def __init__(self, run_dir: Path, config: dict[str, Any], *, resume: bool, override: str = "",
-                 command: str = "grpokit train"):
+                 command: str = "grpokit train", fixed: dict[str, str] | None = None):
         self.dir, self.config, self.command = Path(run_dir), dict(config), command
         self._created = not self.dir.exists()
         self._lock = acquire_lock(self.dir)
         try:
             self.resume_from = ckpt.resume_point(self.dir, resume)
-            self.changes = check_config(self.dir, self.config, override, command) if self.resume_from else {}
+            self.changes = (check_config(self.dir, self.config, override, command, fixed, self.resume_from)
+                            if self.resume_from else {})
         except BaseException:
             self.close()
             raise
@@ -211,8 +232,12 @@ class RunSession:
         if self.step >= self.total:
             return True
         self.writer.set_status("interrupted", step=self.step, total_steps=self.total)
-        print(f"Stopped after step {self.step}; continue with: {self.command} --out {self.dir} --resume true")
+        print(f"Stopped after step {self.step}; continue with: {self.resume_command}")
         return False
+
+    @property
+    def resume_command(self) -> str:
+        return resume_command(self.command, self.dir)
 
     def finished(self) -> None:
         self.writer.set_status("finished", step=self.step, total_steps=self.total)
@@ -268,4 +293,4 @@ class RunSession:
             print(f"{self.command}: could not write {self.dir / 'status.json'}: {e}", file=sys.stderr)
         if state == "failed":
             print(f"{self.command}: stopped: {error}. The last checkpoint is step {self.saved}; fix the cause and "
-                  f"continue with: {self.command} --out {self.dir} --resume true", file=sys.stderr)
+                  f"continue with: {self.resume_command}", file=sys.stderr)

@@ -29,6 +29,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -85,7 +86,7 @@ class SFTConfig(ComputeOptions):
     out: str = ""
     """Run folder ('' = runs/sft-<date>-<time>)."""
     resume: bool = False
-    """Continue the run in `out` from its latest checkpoint (the config must be the run's, see override)."""
+    """Continue the run in `out` from its latest checkpoint, its saved config.yaml as the config (keys given with it must keep their values, see override)."""
     override: str = ""
     """With resume: comma-separated config keys allowed to differ from the run's; recorded in config_history.jsonl."""
     stop_after: int = 0
@@ -96,6 +97,18 @@ class SFTConfig(ComputeOptions):
     """Seed for data order."""
     deterministic: bool = False
     """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels; see docs/reproducibility.md."""
+
+    FIXED_ON_RESUME: ClassVar[dict[str, str]] = {
+        "model": "the checkpoint holds this model's fine-tuned weights",
+        "data": "the saved step counts batches of these rows",
+        "prompt_key": "the saved step counts batches of the rows read with it",
+        "response_key": "the saved step counts batches of the rows read with it",
+        "batch_size": "the saved step counts batches of this size",
+        "length_bucketing": "the saved step counts batches planned with it",
+        "bucket_window": "the saved step counts batches planned with it",
+        "seed": "the batch order of every epoch was shuffled with it",
+    }
+    """Keys a resumed run cannot change, even with ``--override``, and why (see :func:`grpokit.config.make`)."""
 
 
 def read_pairs(spec: str, prompt_key: str = "prompt", response_key: str = "response") -> list[tuple[str, str]]:
@@ -186,7 +199,8 @@ def train_sft(cfg: SFTConfig) -> Path:
     """Fine-tune as configured; returns the run folder (``status.json`` says whether it finished)."""
     _check(cfg)
     run_dir = Path(cfg.out or f"runs/sft-{time.strftime('%Y%m%d-%H%M%S')}")
-    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft")
+    session = RunSession(run_dir, to_dict(cfg), resume=cfg.resume, override=cfg.override, command="grpokit sft",
+                         fixed=cfg.FIXED_ON_RESUME)
     with session:
         _train_sft(cfg, session)
     return run_dir
