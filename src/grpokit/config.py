@@ -55,7 +55,26 @@ class ComputeOptions:
 
 
 @dataclass(frozen=True)
-class TrainConfig(ComputeOptions):
+class OptimizerOptions:
+    """The optimizer every trainer shares (AdamW, a warmup + decay schedule, gradient clipping); a
+    trainer's config may give other defaults (SFT: 2e-5, cosine, betas 0.9/0.95)."""
+
+    lr: float = 1e-5
+    """AdamW learning rate (peak)."""
+    lr_schedule: str = "constant"
+    """After warmup: 'constant', 'linear' (decay to 0) or 'cosine'."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    adam_betas: tuple = (0.9, 0.99)
+    """AdamW betas."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping by global norm (0 = off)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig(OptimizerOptions, ComputeOptions):
     # --- what to train ---
     model: str = "smollm2-135m"
     """Model: 'smollm2-135m' (embedded, offline), a local Hugging Face model folder, or a hub id (online)."""
@@ -146,19 +165,7 @@ class TrainConfig(ComputeOptions):
     """GAE lambda."""
     value_clip: float = 0.5
     """Clip range of the value loss around the sampling-time values (0 = unclipped)."""
-    # --- optimizer ---
-    lr: float = 1e-5
-    """AdamW learning rate (peak)."""
-    lr_schedule: str = "constant"
-    """After warmup: 'constant', 'linear' (decay to 0) or 'cosine'."""
-    warmup_steps: int = 0
-    """Linear warmup steps."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    adam_betas: tuple = (0.9, 0.99)
-    """AdamW betas."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping by global norm (0 = off)."""
+    # --- optimizer: lr, schedule, AdamW, clipping (OptimizerOptions), and: ---
     micro_batch_size: int = 16
     """Sequences per forward/backward pass, in whole groups (at least one); gradients accumulate over the step, so the result does not depend on it."""
     # --- memory: activation checkpointing, LoRA / QLoRA (PEFT) ---

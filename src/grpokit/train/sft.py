@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 
 from grpokit import models
-from grpokit.config import ComputeOptions, add_config_args, make, overrides_from, to_dict
+from grpokit.config import ComputeOptions, OptimizerOptions, add_config_args, make, overrides_from, to_dict
 from grpokit.rollout import render
 from grpokit.train import checkpoint as ckpt, determinism
 from grpokit.train.optim import adamw, check_schedule, lr_factor, lr_scheduler  # noqa: F401 (lr_factor: public here too)
@@ -42,7 +42,7 @@ from grpokit.train.session import RunSession
 
 
 @dataclass(frozen=True)
-class SFTConfig(ComputeOptions):
+class SFTConfig(OptimizerOptions, ComputeOptions):
     model: str = "smollm2-135m"
     """Model to fine-tune: 'smollm2-135m' (embedded), a local Hugging Face folder, or a run's checkpoint."""
     data: str = ""
@@ -69,18 +69,10 @@ class SFTConfig(ComputeOptions):
     """Group sequences of similar length into the same step (less padding)."""
     bucket_window: int = 16
     """Batches per bucketing window: larger = more homogeneous lengths, less randomness."""
+    # the optimizer (OptimizerOptions), with SFT's defaults
     lr: float = 2e-5
-    """AdamW learning rate (peak)."""
     lr_schedule: str = "cosine"
-    """After warmup: 'constant', 'linear' (decay to 0) or 'cosine'."""
-    warmup_steps: int = 0
-    """Linear warmup steps."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
     adam_betas: tuple = (0.9, 0.95)
-    """AdamW betas."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping by global norm (0 = off)."""
     save_every: int = 0
     """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
     out: str = ""
