@@ -6,7 +6,8 @@ import statistics
 
 import pytest
 
-from grpokit.explorer.runs import RunSet, cfg_get, expand_run_dirs, group_view
+from grpokit.explorer.runs import RunSet, expand_run_dirs, group_view
+from grpokit.run_folder.config_keys import cfg_get
 from grpokit.explorer.scaling import scale_group
 from grpokit.run_folder import RunReader
 

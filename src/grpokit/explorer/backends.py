@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 from grpokit.evaluation.answers import answer_extractor
-from grpokit.explorer.runs import cfg_get
+from grpokit.run_folder.config_keys import cfg_get
 from grpokit.records import Example
 from grpokit.rewards.generate import generate_and_score
 from grpokit.rollout import HFEngine, RolloutEngine, SamplingParams

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from grpokit.explorer.scaling import SCALINGS, scale_group
 from grpokit.run_folder import CHECKPOINT_DIR, ROLLOUT_DIR, RunReader, rollout_path
+from grpokit.run_folder.config_keys import cfg_get, flatten
 
 _RUN_MARKERS = ("config.yaml", "status.json", "metrics.jsonl", ROLLOUT_DIR)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -57,35 +58,6 @@ COST_KEYS = {
     "step_s": "time/step",
     "critic_s": "time/critic",
 }
-
-
-def cfg_get(cfg: Any, *paths: str, default: Any = None) -> Any:
-    """The first of ``paths`` ("a/b" = ``cfg["a"]["b"]``, or a flat ``"a/b"``/``"a.b"`` key) present in ``cfg``."""
-    if not isinstance(cfg, dict):
-        return default
-    for path in paths:
-        for flat in (path, path.replace("/", ".")):
-            if flat in cfg:
-                return cfg[flat]
-        node: Any = cfg
-        for part in path.split("/"):
-            if not isinstance(node, dict) or part not in node:
-                break
-            node = node[part]
-        else:
-            return node
-    return default
-
-
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested config -> ``{"a/b": value}`` for display."""
-    if not isinstance(cfg, dict):
-        return {prefix or "config": cfg}
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}/{k}" if prefix else str(k)
-        out.update(flatten(v, key) if isinstance(v, dict) and v else {key: v})
-    return out
 
 
 def _looks_like_run(d: Path) -> bool:

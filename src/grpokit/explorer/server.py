@@ -34,7 +34,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from grpokit.explorer.backends import LocalTryBackend, TryBackend
-from grpokit.explorer.runs import MAX_PAGE_GROUPS, PAGE_GROUPS, ConfinedReader, RunSet, cfg_get, expand_run_dirs
+from grpokit.explorer.runs import MAX_PAGE_GROUPS, PAGE_GROUPS, ConfinedReader, RunSet, expand_run_dirs
+from grpokit.run_folder.config_keys import cfg_get
 from grpokit.explorer.scaling import SCALINGS, scale_group
 from grpokit.records import json_safe
 

@@ -35,6 +35,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Protocol
 
+from grpokit.run_folder.config_keys import flatten
+
 NAMES = ("tensorboard", "wandb", "mlflow", "trackio")
 _IDS_FILE = "trackers.json"
 
@@ -180,7 +182,7 @@ class MLflow:
             exp = self.client.get_experiment_by_name(exp_name)
             exp_id = exp.experiment_id if exp is not None else self.client.create_experiment(exp_name)
             run_id = self.client.create_run(exp_id, run_name=run_dir.name).info.run_id
-            params = [Param(self.key(k), str(v)[:6000]) for k, v in _flat(config).items()]
+            params = [Param(self.key(k), str(v)[:6000]) for k, v in flatten(config).items()]
             for i in range(0, len(params), 100):  # log_batch takes at most 100 params a call
                 self.client.log_batch(run_id, params=params[i:i + 100])
             _save_id(run_dir, "mlflow", run_id)
@@ -222,16 +224,6 @@ class Trackio:
 
 
 _CLASSES = {"tensorboard": TensorBoard, "wandb": WandB, "mlflow": MLflow, "trackio": Trackio}
-
-
-def _flat(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(cfg, dict):
-        return {prefix or "config": cfg}
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}/{k}" if prefix else str(k)
-        out.update(_flat(v, key) if isinstance(v, dict) and v else {key: v})
-    return out
 
 
 def check_installed(spec: str | list | None) -> list[str]:
