@@ -60,6 +60,14 @@ def test_non_numbers_and_non_finite_values_are_unscorable_and_counted():
     assert [e["problem"] for e in s.errors] == ["not_a_number", "not_a_number"]  # None is "cannot score", not an error
 
 
+def test_finite_values_whose_weighted_sum_overflows_are_unscorable_too():
+    specs = [RewardSpec("a", lambda p, c, **k: [1e308, 1.0], 10.0), RewardSpec("b", lambda p, c, **k: [1.0, 2.0], 1.0)]
+    s = score(specs, ["", ""], ["x", "y"], {})
+    assert s.valid.tolist() == [False, True] and s.total.tolist() == [0.0, 12.0]
+    assert s.per_fn == {"a": [1e308, 1.0], "b": [1.0, 2.0]}  # each value was a number; their sum was not
+    assert [(e["reward"], e["index"], e["problem"]) for e in s.errors] == [("total", 0, "non_finite")]
+
+
 @pytest.mark.parametrize("exc", [ValueError("bad"), SystemExit(3), GeneratorExit(), type("Custom", (BaseException,), {})()])
 def test_exceptions_and_escapes_cost_only_their_sample(exc):
     def fn(prompts, completions, **kw):

@@ -215,11 +215,10 @@ def _weights_finite(run):
 def test_nan_and_inf_rewards_are_unscorable_and_leave_finite_weights(tiny_model, task, tmp_path):
     run = train(_cfg(tiny_model, task, tmp_path / "run", rewards={"tests.train.rewards_for_tests:nan_every_other": 1.0}))
     metrics, events = RunReader(run).metrics(), RunReader(run).events()
-    # caught by the reward contract (a reward_error, problem non_finite) or, failing that, where the loop
-    # receives the scores (nonfinite_reward): of 6 completions 0, 4 (inf), 1, 3, 5 (NaN), every step
-    bad = [e for e in events if e["kind"] == "nonfinite_reward" or e.get("problem") == "non_finite"]
+    # caught by the reward contract (a reward_error, problem non_finite): of 6 completions 0, 4 (inf), 1, 3, 5 (NaN), every step
+    bad = [e for e in events if e["kind"] == "reward_error" and e["problem"] == "non_finite"]
     assert len(bad) == 15 and {e["index"] for e in bad} == {0, 1, 3, 4, 5}
-    assert all(m["reward/unscorable_frac"] == pytest.approx(5 / 6) for m in metrics)
+    assert all(m["reward/unscorable_frac"] == pytest.approx(5 / 6) and m["reward/nonfinite"] == 5 for m in metrics)
     assert RunReader(run).status()["state"] == "finished" and _weights_finite(run)
 
 

@@ -216,5 +216,9 @@ def score(specs: list[RewardSpec], prompts: list[str], completions: list[str], c
                 valid[i] = False
             else:
                 total[i] += s.weight * v
+    for i in (valid & ~torch.isfinite(total)).nonzero().flatten().tolist():  # finite values whose weighted sum overflows
+        valid[i] = False
+        errors.append({"reward": "total", "index": i, "completion": completions[i][:500], "problem": "non_finite",
+                       "error": f"the weighted sum of the rewards is {float(total[i])}; non-finite rewards are unscorable"})
     total[~valid] = 0.0
     return Scores(per_fn=per_fn, total=total, valid=valid, errors=errors)

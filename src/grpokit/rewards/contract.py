@@ -17,7 +17,8 @@ KeyboardInterrupt      propagates: it is taken as Ctrl-C (the run stops resumabl
 wrong number of        ``wrong_count``: nothing from that call is used (N+1 or N-1 values cannot
 values                 be matched to completions); the batch is retried one at a time.
 a non-number           ``not_a_number`` (a string, a list, ...): that completion scores ``None``.
-NaN or +-inf           ``non_finite``: that completion scores ``None``; a NaN never reaches the loss.
+NaN or +-inf           ``non_finite``: that completion scores ``None``; a NaN never reaches the loss
+                       (nor does a weighted sum that overflows: ``score`` checks the total too).
 runs past the limit    ``timeout``: the call is interrupted after ``timeout`` seconds; the batch
                        is retried one at a time, giving up after two single completions time out.
 =====================  =========================================================================

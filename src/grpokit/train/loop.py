@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import random
 import re
 import resource
@@ -312,26 +311,6 @@ class NonFiniteUpdates(RuntimeError):
     """Too many optimizer steps in a row were skipped for a non-finite loss or gradient norm."""
 
 
-def finite_scores(scores: Scores) -> tuple[Scores, list[int]]:
-    """Non-finite rewards (NaN, inf) count as unscorable, like a reward that gave None: the value
-    becomes None, the total 0 and ``valid`` False. Returns the scores and the affected rows."""
-    def bad(v) -> bool:
-        try:
-            return v is not None and not math.isfinite(v)
-        except TypeError:
-            return False
-
-    rows = {i for vals in scores.per_fn.values() for i, v in enumerate(vals) if bad(v)}
-    rows |= set((~torch.isfinite(scores.total)).nonzero().flatten().tolist())
-    if not rows:
-        return scores, []
-    idx = torch.tensor(sorted(rows), dtype=torch.long)
-    total, valid = scores.total.clone(), scores.valid.clone()
-    total[idx], valid[idx] = 0.0, False
-    per_fn = {k: [None if bad(v) else v for v in vals] for k, vals in scores.per_fn.items()}
-    return Scores(per_fn=per_fn, total=total, valid=valid, errors=scores.errors), sorted(rows)
-
-
 def one_step(ctx: StepContext, step: int) -> dict:
     """Sample and score, then (a block Ctrl-C does not cut) update, log the groups, and mark the step complete."""
     cfg, preset, learner, writer, d = ctx.cfg, ctx.preset, ctx.learner, ctx.writer, ctx.dist
@@ -346,10 +325,8 @@ def one_step(ctx: StepContext, step: int) -> dict:
     examples, rollout = got.examples, got.rollout
     for err in got.errors:
         writer.log_event("reward_error", step=step, **err)
-    scores, nonfinite = finite_scores(got.scores)
-    for i in nonfinite:
-        writer.log_event("nonfinite_reward", step=step, index=i, total=repr(float(got.scores.total[i])),
-                         rewards={k: repr(v[i]) for k, v in got.scores.per_fn.items()})
+    scores = got.scores  # the reward contract made every NaN/inf unscorable (rewards.score), counted here
+    nonfinite = {(e.get("round", 0), e["index"]) for e in got.errors if e["problem"] == "non_finite"}
     if nonfinite:
         print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
               file=sys.stderr, flush=True)
