@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from grpokit.config import make
+from grpokit.rewards import resolve
 from grpokit.train.loop import train
 from grpokit.run_folder import RunReader
 
@@ -66,10 +67,13 @@ def test_rollout_dump_matches_advantage_formula(tiny_model, tmp_path):
     run = train(_cfg(tiny_model, tmp_path, "dump", steps=1))
     groups = RunReader(run).groups(1)
     assert len(groups) == 2
+    extract = resolve("final_number").extract
     for g in groups:
         r = torch.tensor([[c["reward"] for c in g["completions"]]])
         want = (r - r.mean()) / (r.std() + 1e-4) if r.std() > 0 else torch.zeros_like(r)
         assert [c["advantage"] for c in g["completions"]] == pytest.approx(want[0].tolist(), abs=1e-5)
+        # the answer the correctness reward read (evaluation.answers.answer_extractor), beside each completion
+        assert [c["extracted"] for c in g["completions"]] == [extract(c["text"]) for c in g["completions"]]
 
 
 def test_crashing_reward_is_logged_and_scores_none(tiny_model, tmp_path):

@@ -74,7 +74,7 @@ def reader_names() -> list[str]:
 
 
 def answer_extractor(specs: list, correctness: str | None) -> Extract | None:
-    """The answer a run's rollout dump and the explorer show: the ``extract`` of the reward named
+    """The answer a run's rollout dump and the explorer show (``extracted``): the ``extract`` of the reward named
     ``correctness`` among ``specs`` (:class:`grpokit.rewards.RewardSpec`), else of the first one."""
     spec = next((s for s in specs if s.name == correctness), specs[0] if specs else None)
     extract = getattr(spec.fn, "extract", None) if spec else None
@@ -82,7 +82,7 @@ def answer_extractor(specs: list, correctness: str | None) -> Extract | None:
     def safe(text: str) -> str | None:
         try:
             return extract(text)
-        except Exception:  # a user's extractor must not cost the page its samples
+        except Exception:  # a user's extractor must not cost a training step, nor the explorer a page
             return None
 
     return safe if extract is not None else None

@@ -33,6 +33,7 @@ import torch
 
 from grpokit import models, rewards as rw
 from grpokit.evaluation.accuracy import EvalSettings, evaluate as evaluate_heldout
+from grpokit.evaluation.answers import answer_extractor
 from grpokit.algo import overlong_filter
 from grpokit.config import TrainConfig, algo_preset, to_dict
 from grpokit.evaluation.behaviour import behaviour_metrics, find_aha
@@ -374,7 +375,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
         if getattr(rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, how episodes ended
             metrics.update(episode_metrics(rollout.episodes, scores.total.tolist()))
         groups = attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
-                                         _extractor(ctx.reward_specs, ctx.correctness)), rollout)
+                                         answer_extractor(ctx.reward_specs, ctx.correctness)), rollout)
         if d.active:  # every rank's metrics and groups, written by rank 0
             metrics = d.reduce_metrics(metrics, len(batch), summed=SUMMED_METRICS, maxed=MAXED_METRICS)
             groups = [g for part in d.gather(groups) for g in part]
@@ -420,21 +421,6 @@ def _step_metrics(ctx: StepContext, got, scores: Scores, batch: TrainBatch, upd,
     return metrics
 
 
-def _extractor(reward_specs, correctness):
-    """The answer extractor of the correctness reward, if it has one (``fn.extract``)."""
-    spec = next((s for s in reward_specs if s.name == correctness), reward_specs[0] if reward_specs else None)
-    return getattr(spec.fn, "extract", None) if spec else None
-
-
-def _safe_extract(extract, text):
-    if extract is None:
-        return None
-    try:
-        return extract(text)
-    except Exception:  # a user's extractor must not cost the step
-        return None
-
-
 def _groups(examples, rollout, scores, batch, B, G, estimator, extract=None) -> list[dict]:
     adv = batch.advantages
     if adv.dim() == 2:  # per-token (critic): one number per completion, the mean over its loss tokens
@@ -454,7 +440,7 @@ def _groups(examples, rollout, scores, batch, B, G, estimator, extract=None) -> 
                 "text": rollout.completions[i], "length": int(rollout.lengths[i]), "truncated": bool(rollout.truncated[i]),
                 "rewards": {name: vals[i] for name, vals in scores.per_fn.items()}, "reward": totals[i - b * G],
                 "valid": valid[i - b * G], "advantage": float(adv[i]),
-                "extracted": _safe_extract(extract, rollout.completions[i]),
+                "extracted": extract(rollout.completions[i]) if extract else None,
                 **({"value": float(batch.old_values[i, 0])} if batch.old_values is not None else {}),
             } for i in rows],
         })
