@@ -5,10 +5,10 @@ from grpokit.evaluation.behaviour import (
     behaviour_metrics,
     count_words,
     find_aha,
-    language_counts,
     repetition,
 )
 from grpokit.rewards.math import grade
+from grpokit.rewards.shaping import language_share, language_words
 
 TEXTS = [
     "Wait, 2 + 2 = 5. But that is wrong. Let me check: 2 + 2 = 4. \\boxed{4}",  # 4 reflective words
@@ -60,10 +60,13 @@ def test_split_lengths_skip_ungraded_and_absent_classes():
 
 
 def test_language_mix():
-    assert language_counts("答案是 4 because") == (3, 1)
+    assert language_words("答案是 4 because") == (1, 3)
     m = behaviour_metrics(["答案是 4 because", "hello world"])
     assert m["behaviour/cjk_frac"] == pytest.approx(3 / 6)
     assert m["behaviour/mixed_lang_frac"] == 0.5
+    # the words the language-consistency reward counts: one mixed completion reads the same in both
+    text = "答案是 don't know"
+    assert behaviour_metrics([text])["behaviour/cjk_frac"] == pytest.approx(language_share(text, "zh")) == 3 / 5
 
 
 def test_repetition_rep_n():

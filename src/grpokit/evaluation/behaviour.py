@@ -18,9 +18,10 @@ Counting conventions:
 - **reflection_per_1k** ``= 1000 * sum_i hits_i / sum_i tokens_i`` (pooled over the batch, so long
   completions weigh more, as in a corpus rate); ``hits`` are whole-word, case-insensitive matches of
   :data:`REFLECTIVE_WORDS` (``\\bwait\\b``: "Wait," counts, "waiting" does not).
-- **cjk_frac** ``= cjk / (cjk + latin)`` with one CJK character (Han, kana, Hangul) counted as one
-  word (these scripts have no spaces) and a Latin word a run of Latin letters; ``mixed_lang_frac`` is
-  the share of completions that contain both.
+- **cjk_frac** ``= cjk / (cjk + latin)`` with one CJK ideograph counted as one word (Chinese has no
+  spaces) and a Latin word a run of Latin letters: the words R1's language-consistency reward counts
+  (:func:`grpokit.rewards.shaping.language_words`); ``mixed_lang_frac`` is the share of completions
+  that contain both.
 - **repetition** = mean over completions of rep-n ``= 1 - |unique n-grams| / |n-grams|`` over
   lower-cased whitespace words (Welleck et al. 2020, "Neural Text Generation with Unlikelihood
   Training", §5); completions shorter than ``n`` words are skipped.
@@ -35,6 +36,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from grpokit.rewards.shaping import language_words
+
 REFLECTIVE_WORDS = ("wait", "mistake", "however", "but", "retry", "error", "verify", "wrong", "evaluate", "check")
 """The words DeepSeek-R1 counts as reflective (revised R1 paper, analysis of R1-Zero training)."""
 
@@ -43,8 +46,6 @@ AHA_MARKERS = ("wait", "mistake", "wrong", "error", "retry", "actually", "oops",
 """Words that announce a revision. Narrower than :data:`REFLECTIVE_WORDS`: "but" and "however" also
 join ordinary steps of an argument and would flag every multi-step computation."""
 
-_CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-_LATIN_RE = re.compile(r"[A-Za-z\u00c0-\u024f]+")
 _WORD_RE = re.compile(r"\S+")
 
 
@@ -65,11 +66,6 @@ def repetition(text: str, n: int = 4) -> float | None:
     if not grams:
         return None
     return 1.0 - len(set(grams)) / len(grams)
-
-
-def language_counts(text: str) -> tuple[int, int]:
-    """``(cjk, latin)`` word counts: each CJK character is a word; a Latin word is a letter run."""
-    return len(_CJK_RE.findall(text)), len(_LATIN_RE.findall(text))
 
 
 # ----------------------------------------------------------------------------------------- aha
@@ -254,11 +250,11 @@ def behaviour_metrics(
     if format_fn is not None:
         out["format_rate"] = sum(bool(format_fn(t)) for t in texts) / n
 
-    langs = [language_counts(t) for t in texts]
-    cjk, latin = sum(c for c, _ in langs), sum(lat for _, lat in langs)
+    langs = [language_words(t) for t in texts]  # (latin, cjk) words
+    latin, cjk = sum(lat for lat, _ in langs), sum(c for _, c in langs)
     if cjk + latin:
         out["cjk_frac"] = cjk / (cjk + latin)
-    out["mixed_lang_frac"] = sum(c > 0 and lat > 0 for c, lat in langs) / n
+    out["mixed_lang_frac"] = sum(c > 0 and lat > 0 for lat, c in langs) / n
 
     reps = [r for r in (repetition(t, repetition_n) for t in texts) if r is not None]
     if reps:

@@ -30,6 +30,13 @@ def reasoning_text(text: str) -> str:
     return text.split("<think>", 1)[1] if "<think>" in text else text
 
 
+def language_words(text: str) -> tuple[int, int]:
+    """``(English, Chinese)`` word counts of ``text``: runs of Latin letters (an apostrophe inside one,
+    "don't", keeps it one word) and CJK ideographs, one word each (Chinese has no spaces). What
+    :func:`language_share` and the trainer's ``behaviour/cjk_frac`` both count."""
+    return len(_LATIN_WORD.findall(text)), len(_CJK.findall(text))
+
+
 SCRIPTS = {"latin": "en", "cjk": "zh"}  # script names (grpokit sample, the pipeline's eval) -> language
 
 
@@ -46,7 +53,7 @@ def language_share(text: str, target: str = "en") -> float:
     if lang not in LANGUAGES:
         raise ValueError(f"unknown script {target!r}: language consistency supports {LANGUAGES} "
                          f"(or the scripts {sorted(SCRIPTS)})")
-    en, zh = len(_LATIN_WORD.findall(text)), len(_CJK.findall(text))
+    en, zh = language_words(text)
     if en + zh == 0:
         return 0.0
     return (en if lang == "en" else zh) / (en + zh)
