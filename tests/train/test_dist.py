@@ -80,10 +80,29 @@ def test_two_processes_give_the_one_process_update(tiny_model, task, single, tmp
     _assert_same(single, tmp_path / "two")
     want, got = RunReader(single).metrics(), RunReader(tmp_path / "two").metrics()
     assert [m["step"] for m in got] == [1, 2, 3]
-    for w, g in zip(want, got):
-        for key in ("reward/mean", "completions/mean_length", "loss/policy", "optim/grad_norm"):
+    for w, g in zip(want, got):  # every metric one process logs, but its own time, throughput and memory
+        w, g = ({k: v for k, v in m.items() if not k.startswith(("time/", "throughput/", "memory/"))} for m in (w, g))
+        assert g.keys() == w.keys()
+        for key in w:  # the per-token means (loss/kl, policy/entropy, ...) too: weighted by tokens, not sequences
             assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), (w["step"], key)
     assert len(RunReader(tmp_path / "two").groups(1)) == 4  # rank 0 logs every rank's groups
+
+
+def test_rank_metrics_combine_as_one_process_computes_them(monkeypatch):
+    """Per-token means weigh each rank by its loss tokens; a rank that trained nothing (0 tokens, entropy
+    None) is left out; sums add, costs take the slowest rank, what every rank has alike is rank 0's."""
+    d = Dist(rank=0, world=2)
+    ranks = [({"loss/kl": 0.1, "policy/entropy": 2.0, "loss/policy": 0.25, "time/step": 1.0, "optim/grad_norm": 0.5}, 10.0),
+             ({"loss/kl": 0.4, "policy/entropy": 3.0, "loss/policy": 0.5, "time/step": 3.0, "optim/grad_norm": 0.5}, 30.0)]
+    monkeypatch.setattr(d, "gather", lambda obj: ranks)
+    kw = dict(summed=("loss/policy",), maxed=("time/step",), same=("optim/grad_norm",))
+    out = d.reduce_metrics(*ranks[0], **kw)
+    assert out == {"loss/kl": pytest.approx((0.1 * 10 + 0.4 * 30) / 40), "policy/entropy": pytest.approx((20 + 90) / 40),
+                   "loss/policy": 0.75, "time/step": 3.0, "optim/grad_norm": 0.5}
+    ranks[1] = ({**ranks[1][0], "loss/kl": 0.0, "policy/entropy": None}, 0.0)
+    assert d.reduce_metrics(*ranks[0], **kw)["policy/entropy"] == 2.0 and d.reduce_metrics(*ranks[0], **kw)["loss/kl"] == 0.1
+    ranks[0] = ({**ranks[0][0], "policy/entropy": None}, 0.0)  # nobody trained: nothing to average
+    assert d.reduce_metrics(*ranks[0], **kw)["policy/entropy"] is None
 
 
 def test_a_two_process_run_resumes_on_one_process(tiny_model, task, single, tmp_path):

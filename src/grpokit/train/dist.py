@@ -14,7 +14,9 @@ Launched with torchrun (``torchrun --nproc-per-node N -m grpokit train ...``, or
     loss         the normaliser counts the sequences / tokens of all ranks; gradients are summed
                  over ranks (an all-reduce, as DDP does, with the loss already divided by the global
                  normaliser) before clipping, so W ranks x B/W prompts give the update 1 x B gives
-    metrics      averaged over ranks, weighted by each rank's number of sequences; losses summed
+    metrics      as one process computes them: those of the rollouts from every rank's groups
+                 (:func:`whole_step`), the update's per-token means weighted by each rank's loss tokens,
+                 losses and throughput summed, times and memory the slowest rank's
     run folder   rank 0 writes it (config, metrics, groups of every rank, checkpoints); a checkpoint
                  does not depend on W, so a run resumes on any number of ranks
 
@@ -26,11 +28,14 @@ ranks when one exits with an error).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 from dataclasses import dataclass
 
 import torch
+
+from grpokit.records import concat_rollouts, concat_scores
 
 TIMEOUT_ENV = "GRPOKIT_DIST_TIMEOUT"
 
@@ -134,16 +139,25 @@ class Dist:
         if self.active:
             self._call("barrier", torch.distributed.barrier)
 
-    def reduce_metrics(self, metrics: dict, weight: float, summed: tuple[str, ...] = (), maxed: tuple[str, ...] = ()) -> dict:
-        """Metrics of all ranks: ``summed`` keys added, ``maxed`` keys the largest, the rest averaged
-        weighted by ``weight`` (this rank's number of sequences); None where any rank has None."""
+    def reduce_metrics(self, metrics: dict, weight: float, summed: tuple[str, ...] = (), maxed: tuple[str, ...] = (),
+                       same: tuple[str, ...] = ()) -> dict:
+        """Metrics of all ranks as one process would have them: ``summed`` keys added, ``maxed`` keys the
+        largest, ``same`` keys (alike on every rank) rank 0's, the rest means weighted by ``weight``, what a
+        rank's value averages over (its loss tokens for a per-token mean). A rank of weight 0 averaged
+        nothing and is left out (all of weight 0: the plain mean); None where a rank that counts has None."""
         if not self.active:
             return metrics
         everyone = self.gather((metrics, weight))
-        total = sum(w for _, w in everyone) or 1.0
+        counted = [(m, w) for m, w in everyone if w > 0] or [(m, 1.0) for m, _ in everyone]
+        total = sum(w for _, w in counted)
         out = {}
         for k, v in metrics.items():
             vals = [m.get(k) for m, _ in everyone]
+            if k in same:
+                out[k] = everyone[0][0].get(k)
+                continue
+            if k not in summed and k not in maxed:
+                vals = [m.get(k) for m, _ in counted]
             if any(x is None or isinstance(x, bool) or not isinstance(x, (int, float)) for x in vals):
                 out[k] = v if all(x is not None for x in vals) else None
             elif k in summed:
@@ -151,7 +165,7 @@ class Dist:
             elif k in maxed:
                 out[k] = max(vals)
             else:
-                out[k] = sum(x * w for x, (_, w) in zip(vals, everyone)) / total
+                out[k] = sum(x * w for x, (_, w) in zip(vals, counted)) / total
         return out
 
     def device(self, requested: str) -> str:
@@ -190,6 +204,24 @@ def catch_up_noise(d: Dist, engine, generator) -> None:
     missing = d.max(engine.draws) - engine.draws
     for _ in range(missing):
         engine.draw_noise(generator)
+
+
+def whole_step(d: Dist, got, scores):
+    """The step's groups of every rank, joined in rank order as one process holds them (rank r's rows
+    after rank r-1's): ``got`` (a :class:`grpokit.train.sampling.Sampled`) with ``scores`` and its
+    reward errors (their ``index`` shifted to the joined rows). One process: ``got`` with ``scores``."""
+    if not d.active:
+        return dataclasses.replace(got, scores=scores)
+    parts = d.gather((got, scores))
+    errors, offset = [], 0
+    for part, _ in parts:
+        errors += [{**e, "index": e["index"] + offset} for e in part.errors]
+        offset += len(part.rollout.completions)
+    return dataclasses.replace(
+        got, examples=[ex for part, _ in parts for ex in part.examples],
+        rollout=concat_rollouts([part.rollout for part, _ in parts]), scores=concat_scores([sc for _, sc in parts], errors),
+        errors=errors, rounds=max(part.rounds for part, _ in parts), generated=sum(part.generated for part, _ in parts),
+        dropped=sum(part.dropped for part, _ in parts))
 
 
 class ShareOfStream:

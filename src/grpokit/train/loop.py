@@ -300,12 +300,13 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
               f"Run folder: {run_dir}")
 
 
-SUMMED_METRICS = ("loss/policy", "reward/errors", "reward/nonfinite", "groups/skipped_sequences",
-                  "throughput/tokens_per_s", "throughput/completions_per_s")
-"""Metrics that add up over ranks (the losses are already divided by the global normaliser)."""
-MAXED_METRICS = ("completions/max_length", "memory/peak_mb", "time/step", "time/generate", "time/reward",
-                 "time/update", "time/logprobs", "time/critic")
+SUMMED_METRICS = ("loss/policy", "groups/skipped_sequences", "throughput/tokens_per_s", "throughput/completions_per_s")
+"""Metrics of a rank's share that add up over ranks (the losses are already divided by the global normaliser)."""
+MAXED_METRICS = ("memory/peak_mb", "time/step", "time/generate", "time/reward", "time/update", "time/logprobs",
+                 "time/critic", "time/weight_sync", "mismatch/ratio_max")
 """Metrics whose rank maximum is the step's (the slowest rank sets the pace)."""
+SAME_METRICS = ("optim/lr", "optim/grad_norm", "optim/skipped_steps", "model/policy_params", "model/critic_params")
+"""Metrics every rank computes alike (the gradients are summed before the norm is taken): rank 0's."""
 
 
 class NonFiniteUpdates(RuntimeError):
@@ -324,17 +325,18 @@ def one_step(ctx: StepContext, step: int) -> dict:
     if d.active:
         dist.catch_up_noise(d, ctx.engine, ctx.sampler)
     examples, rollout = got.examples, got.rollout
-    for err in got.errors:
-        writer.log_event("reward_error", step=step, **err)
-    scores = got.scores  # the reward contract made every NaN/inf unscorable (rewards.score), counted here
-    nonfinite = {(e.get("round", 0), e["index"]) for e in got.errors if e["problem"] == "non_finite"}
-    if nonfinite:
-        print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
-              file=sys.stderr, flush=True)
+    scores = got.scores  # the reward contract made every NaN/inf unscorable (rewards.score)
     cache = preset.overlong_cache_tokens(cfg.max_new_tokens)
     if cache is not None:  # DAPO's soft overlong punishment: one more reward term
         scores = add_overlong_penalty(scores, rollout.lengths, cfg.max_new_tokens, cache)
     t_rew = time.time()
+    whole = dist.whole_step(d, got, scores)  # every rank's groups (one process: its own), for events and metrics
+    for err in whole.errors:
+        writer.log_event("reward_error", step=step, **err)
+    nonfinite = {(e.get("round", 0), e["index"]) for e in whole.errors if e["problem"] == "non_finite"}
+    if nonfinite and d.main:
+        print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
+              file=sys.stderr, flush=True)
     faults.point("sampled", step)
 
     with ctx.session.critical():
@@ -364,20 +366,24 @@ def one_step(ctx: StepContext, step: int) -> dict:
         for stepped in upd.stepped:
             ctx.skipped_in_a_row = 0 if stepped else ctx.skipped_in_a_row + 1
 
-        metrics = _step_metrics(ctx, got, scores, batch, upd, lr, t0, t_rew, t_upd)
-        metrics["reward/nonfinite"] = len(nonfinite)
-        Bk = len(examples)
-        correct = _correct(scores, ctx.reward_specs, ctx.correctness)
+        # the step's metrics as one process computes them: the rollouts' from every rank's groups, the
+        # update's per-token means weighted by each rank's loss tokens, the costs the slowest rank's
+        update_costs = _update_and_cost_metrics(ctx, got, batch, upd, lr, t0, t_rew, t_upd)
+        if d.active:
+            update_costs = d.reduce_metrics(update_costs, upd.tokens, summed=SUMMED_METRICS, maxed=MAXED_METRICS,
+                                            same=SAME_METRICS)
+        metrics = {**_rollout_metrics(ctx, whole), **update_costs, "reward/nonfinite": len(nonfinite)}
+        correct = _correct(whole.scores, ctx.reward_specs, ctx.correctness)
         is_correct = [v == 1.0 for v in correct] if correct is not None else None
-        metrics.update(behaviour_metrics(rollout.completions, lengths=rollout.lengths.tolist(), correct=is_correct))
-        for aha in find_aha(rollout.completions, is_correct) if is_correct else []:
+        metrics.update(behaviour_metrics(whole.rollout.completions, lengths=whole.rollout.lengths.tolist(),
+                                         correct=is_correct))
+        for aha in find_aha(whole.rollout.completions, is_correct) if is_correct else []:
             writer.log_event("aha", step=step, **aha.as_dict())
-        if getattr(rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, how episodes ended
-            metrics.update(episode_metrics(rollout.episodes, scores.total.tolist()))
-        groups = attach_episodes(_groups(examples, rollout, scores, batch, Bk, G, preset.advantage,
+        if getattr(whole.rollout, "episodes", None):  # multi-turn: tool-call and tool-error rates, turns, endings
+            metrics.update(episode_metrics(whole.rollout.episodes, whole.scores.total.tolist()))
+        groups = attach_episodes(_groups(examples, rollout, scores, batch, len(examples), G, preset.advantage,
                                          answer_extractor(ctx.reward_specs, ctx.correctness)), rollout)
-        if d.active:  # every rank's metrics and groups, written by rank 0
-            metrics = d.reduce_metrics(metrics, len(batch), summed=SUMMED_METRICS, maxed=MAXED_METRICS)
+        if d.active:  # every rank's groups, written by rank 0
             groups = [g for part in d.gather(groups) for g in part]
         writer.log_groups(step, groups)
         ctx.session.completed(step, metrics)
@@ -388,37 +394,44 @@ def _correct(scores: Scores, reward_specs, correctness: str):
     return scores.per_fn.get(correctness, scores.per_fn.get(reward_specs[0].name) if reward_specs else None)
 
 
-def _step_metrics(ctx: StepContext, got, scores: Scores, batch: TrainBatch, upd, lr: float, t0: float, t_rew: float,
-                  t_upd: float) -> dict:
-    cfg, learner, rollout = ctx.cfg, ctx.learner, got.rollout
-    G, Bk = cfg.group_size, len(got.examples)
+def _rollout_metrics(ctx: StepContext, whole) -> dict:
+    """Rewards, groups and completions of the step's whole batch (``whole``: every rank's groups)."""
+    cfg, rollout, scores = ctx.cfg, whole.rollout, whole.scores
+    G, Bk = cfg.group_size, len(whole.examples)
     lengths = rollout.lengths.float()
     zero_std = (scores.total.view(Bk, G).std(1) == 0) if G > 1 else torch.ones(Bk, dtype=torch.bool)
     correct = _correct(scores, ctx.reward_specs, ctx.correctness)
     metrics = {
         "reward/mean": float(scores.total.mean()), "reward/std": float(scores.total.std()) if len(scores.total) > 1 else 0.0,
-        "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(got.errors),
+        "reward/unscorable_frac": float((~scores.valid).float().mean()), "reward/errors": len(whole.errors),
         "reward/correct_frac": float(sum(1 for v in (correct or []) if v == 1.0) / max(1, len(correct or []))),
-        "groups/zero_std_frac": float(zero_std.float().mean()), "groups/skipped_sequences": upd.skipped,
+        "groups/zero_std_frac": float(zero_std.float().mean()),
         "completions/mean_length": float(lengths.mean()), "completions/max_length": int(lengths.max()),
         "completions/truncated_frac": float(rollout.truncated.float().mean()),
-        **upd.metrics,
-        "optim/lr": lr,
-        "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
-        "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
-        "time/critic": upd.t_critic, "time/step": t_upd - t0,
-        "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
-        "throughput/completions_per_s": len(batch) / (t_upd - t0),
-        "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),
-        "memory/peak_mb": peak_memory_mb(next(learner.policy.parameters()).device),
     }
     if cfg.dynamic_sampling_max_rounds:
-        metrics.update({"groups/kept": Bk, "groups/dropped": got.dropped, "groups/sampling_rounds": got.rounds,
-                        "groups/extra_generations": got.generated - cfg.prompts_per_step * G})
+        metrics.update({"groups/kept": Bk, "groups/dropped": whole.dropped, "groups/sampling_rounds": whole.rounds,
+                        "groups/extra_generations": whole.generated - cfg.prompts_per_step * G})
     for name, vals in scores.per_fn.items():
         m_, s_ = _mean_std(vals)
         metrics[f"reward/{name}/mean"], metrics[f"reward/{name}/std"] = m_, s_
     return metrics
+
+
+def _update_and_cost_metrics(ctx: StepContext, got, batch: TrainBatch, upd, lr: float, t0: float, t_rew: float,
+                             t_upd: float) -> dict:
+    """The update's metrics and this process's costs (its time, throughput and memory)."""
+    learner = ctx.learner
+    return {
+        "groups/skipped_sequences": upd.skipped, **upd.metrics, "optim/lr": lr,
+        "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
+        "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
+        "time/critic": upd.t_critic, "time/step": t_upd - t0,
+        "throughput/tokens_per_s": float(got.rollout.lengths.float().sum()) / (t_upd - t0),
+        "throughput/completions_per_s": len(batch) / (t_upd - t0),
+        "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),
+        "memory/peak_mb": peak_memory_mb(next(learner.policy.parameters()).device),
+    }
 
 
 def _groups(examples, rollout, scores, batch, B, G, estimator, extract=None) -> list[dict]:

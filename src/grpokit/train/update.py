@@ -90,6 +90,8 @@ class UpdateResult:
     """Per optimizer step: taken (True) or skipped for a non-finite loss or gradient norm (False)."""
     nonfinite: list[dict] = field(default_factory=list)
     """What each skipped step saw (epoch, mini-batch, loss, grad norms)."""
+    tokens: float = 0.0
+    """Loss tokens of the trained sequences (last epoch): what the per-token metrics average over."""
 
 
 @torch.no_grad()
@@ -202,6 +204,7 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
                                      v_loss if learner.critic is not None else None))
     u.res.metrics = sums.metrics(bool(trained), batch if learner.critic is not None else None,
                                  u.res.stepped.count(False))
+    u.res.tokens = sums.tokens
     if mismatch is not None:
         u.res.metrics.update(mismatch.metrics(mask))
     return u.res
