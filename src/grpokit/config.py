@@ -38,6 +38,9 @@ from grpokit.rollout.templates import TEMPLATES
 class ComputeOptions:
     """Where and how a command computes: the fields every command's config shares."""
 
+    BLOCK: ClassVar[str] = "compute: where and how"
+    """The title of these fields' group in ``--help``."""
+
     device: str = "auto"
     """'auto' (CUDA if present), 'cpu', 'cuda', 'cuda:1', ..."""
     dtype: str = "auto"
@@ -59,6 +62,8 @@ class OptimizerOptions:
     """The optimizer every trainer shares (AdamW, a warmup + decay schedule, gradient clipping); a
     trainer's config may give other defaults (SFT: 2e-5, cosine, betas 0.9/0.95)."""
 
+    BLOCK: ClassVar[str] = "optimizer"
+
     lr: float = 1e-5
     """AdamW learning rate (peak)."""
     lr_schedule: str = "constant"
@@ -74,7 +79,35 @@ class OptimizerOptions:
 
 
 @dataclass(frozen=True)
-class TrainConfig(OptimizerOptions, ComputeOptions):
+class RunOptions:
+    """A training run in its folder, the same for GRPO and SFT: checkpoints, resume, seed, stops.
+    Resuming: :func:`make` (the saved config is the base) and :mod:`grpokit.train.session`."""
+
+    BLOCK: ClassVar[str] = "run folder: checkpoints, resume, seed"
+
+    save_every: int = 0
+    """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
+    out: str = ""
+    """Run folder ('' = runs/<task>-<date>-<time>, for sft runs/sft-<date>-<time>)."""
+    resume: bool = False
+    """Continue the run in `out` from its latest checkpoint, its saved config.yaml as the config (keys given with it must keep their values, see override)."""
+    override: str = ""
+    """With resume: comma-separated config keys allowed to differ from the run's (e.g. 'steps,lr'); recorded in config_history.jsonl."""
+    stop_after: int = 0
+    """Stop (with a checkpoint) after this step, as if interrupted (0 = off; for tests and scheduling)."""
+    max_skipped_steps: int = 3
+    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
+    seed: int = 0
+    """Seed for data order, and for sampling and initialisation where the trainer has them."""
+    deterministic: bool = False
+    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels (slower); see docs/reproducibility.md."""
+
+    FIXED_ON_RESUME: ClassVar[dict[str, str]] = {}
+    """Keys a resumed run cannot change, even with ``--override``, and why (each trainer's config lists its own)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig(RunOptions, OptimizerOptions, ComputeOptions):
     # --- what to train ---
     model: str = "smollm2-135m"
     """Model: 'smollm2-135m' (embedded, offline), a local Hugging Face model folder, or a hub id (online)."""
@@ -165,7 +198,7 @@ class TrainConfig(OptimizerOptions, ComputeOptions):
     """GAE lambda."""
     value_clip: float = 0.5
     """Clip range of the value loss around the sampling-time values (0 = unclipped)."""
-    # --- optimizer: lr, schedule, AdamW, clipping (OptimizerOptions), and: ---
+    # --- the optimizer's micro-batches (lr, schedule, AdamW, clipping: OptimizerOptions) ---
     micro_batch_size: int = 16
     """Sequences per forward/backward pass, in whole groups (at least one); gradients accumulate over the step, so the result does not depend on it."""
     # --- memory: activation checkpointing, LoRA / QLoRA (PEFT) ---
@@ -183,7 +216,7 @@ class TrainConfig(OptimizerOptions, ComputeOptions):
     """LoRA: checkpoints also hold the merged full model in merged/ (the adapters are always saved)."""
     load_in_4bit: bool = False
     """QLoRA: a 4-bit NF4 base under the LoRA adapters (bitsandbytes, CUDA only; needs lora_rank > 0)."""
-    # --- evaluation, logging, checkpoints ---
+    # --- evaluation and logging (checkpoints, resume, seed: RunOptions) ---
     eval_every: int = 0
     """Evaluate greedy accuracy on the held-out split every K steps (0 = only before and after)."""
     eval_size: int = 100
@@ -198,22 +231,6 @@ class TrainConfig(OptimizerOptions, ComputeOptions):
     """Nucleus mass of the eval_samples (R1 evaluates at 0.95)."""
     report_to: str = ""
     """Also send metrics.jsonl's records to these trackers: a comma-separated list of tensorboard, wandb, mlflow, trackio ('' or none = only the run folder). Local/offline by default; see docs/run-format.md."""
-    save_every: int = 0
-    """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
-    out: str = ""
-    """Run folder ('' = runs/<task>-<date>-<time>)."""
-    resume: bool = False
-    """Continue the run in `out` from its latest checkpoint, its saved config.yaml as the config (keys given with it must keep their values, see override)."""
-    override: str = ""
-    """With resume: comma-separated config keys allowed to differ from the run's (e.g. 'steps,lr'); recorded in config_history.jsonl."""
-    stop_after: int = 0
-    """Stop (with a checkpoint) after this step, as if interrupted (0 = off; for tests and scheduling)."""
-    max_skipped_steps: int = 3
-    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
-    seed: int = 0
-    """Seed for data order, sampling and initialisation."""
-    deterministic: bool = False
-    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels (slower); see docs/reproducibility.md."""
 
     RULES: ClassVar[dict[str, str]] = {"temperature": "> 0"}
     FIXED_ON_RESUME: ClassVar[dict[str, str]] = {
@@ -250,15 +267,30 @@ class TrainConfig(OptimizerOptions, ComputeOptions):
                              f"group baseline (reinforce_pp, or --algo ppo)")
 
 
-def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
-    """One ``--name`` (and ``--dashed-name``) option per field of ``cls``, its docstring as the help."""
-    docs = field_docs(cls)
-    group = parser.add_argument_group("config (each also settable in the YAML file)")
+def field_blocks(cls) -> list[tuple[type, list[dataclasses.Field]]]:
+    """The fields of ``cls`` by the class that declares them: its own first, then each shared block
+    (:class:`RunOptions`, :class:`OptimizerOptions`, :class:`ComputeOptions`, ...) in base order.
+    A field a class redeclares (SFT's own ``lr`` default) stays in its block. The order of ``--help``
+    and of ``config.yaml``: what a run trains comes before how it runs."""
+    bases = [k for k in cls.__mro__[1:] if dataclasses.is_dataclass(k)]
+    blocks: dict[type, list[dataclasses.Field]] = {k: [] for k in [cls, *bases]}
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
-        group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
-                           help=f"{docs.get(f.name, '')} (default: {default!r})")
+        blocks[next((k for k in reversed(bases) if f.name in k.__dataclass_fields__), cls)].append(f)
+    return [(k, fs) for k, fs in blocks.items() if fs]
+
+
+def add_config_args(parser: argparse.ArgumentParser, cls=TrainConfig) -> None:
+    """One ``--name`` (and ``--dashed-name``) option per field of ``cls``, its docstring as the help,
+    in one group per block (:func:`field_blocks`)."""
+    docs = field_docs(cls)
+    for klass, fields in field_blocks(cls):
+        title = "config" if klass is cls else getattr(klass, "BLOCK", klass.__name__)
+        group = parser.add_argument_group(f"{title} (each also settable in the YAML file)")
+        for f in fields:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            flags = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+            group.add_argument(*flags, dest=f.name, default=None, metavar=type(default).__name__.upper(),
+                               help=f"{docs.get(f.name, '')} (default: {default!r})")
 
 
 def overrides_from(args: argparse.Namespace, cls=TrainConfig) -> dict:
@@ -487,10 +519,10 @@ def resumed_config(cls, given: dict[str, Any]) -> dict[str, Any]:
     """The saved ``config.yaml`` of the run that ``given`` resumes (``resume`` true, ``out`` a run
     folder), without :data:`RUN_INVOCATION` keys and keys ``cls`` no longer has; ``{}`` otherwise.
 
-    Only for the configs of run folders (those with ``FIXED_ON_RESUME``): ``grpokit train --out RUN
+    Only for the configs of run folders (:class:`RunOptions`): ``grpokit train --out RUN
     --resume true`` continues RUN as it was configured, whatever the defaults are.
     """
-    if getattr(cls, "FIXED_ON_RESUME", None) is None or not given.get("out"):
+    if not issubclass(cls, RunOptions) or not given.get("out"):
         return {}
     if not _coerce("resume", bool, given.get("resume", False)):
         return {}
@@ -527,8 +559,10 @@ def make(cls=TrainConfig, yaml_path: str | None = None, overrides: dict[str, Any
 
 
 def to_dict(cfg) -> dict:
+    """The config as plain data (what config.yaml holds), in :func:`field_blocks` order."""
     d = dataclasses.asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+    return {f.name: list(d[f.name]) if isinstance(d[f.name], tuple) else d[f.name]
+            for _, fields in field_blocks(type(cfg)) for f in fields}
 
 
 def algo_preset(cfg: TrainConfig) -> Algorithm:

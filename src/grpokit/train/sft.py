@@ -34,7 +34,7 @@ from typing import ClassVar
 import torch
 
 from grpokit import models
-from grpokit.config import ComputeOptions, OptimizerOptions, add_config_args, make, overrides_from, to_dict
+from grpokit.config import ComputeOptions, OptimizerOptions, RunOptions, add_config_args, make, overrides_from, to_dict
 from grpokit.rollout import render
 from grpokit.train import checkpoint as ckpt, determinism
 from grpokit.train.optim import adamw, check_schedule, lr_factor, lr_scheduler  # noqa: F401 (lr_factor: public here too)
@@ -42,7 +42,7 @@ from grpokit.train.session import RunSession
 
 
 @dataclass(frozen=True)
-class SFTConfig(OptimizerOptions, ComputeOptions):
+class SFTConfig(RunOptions, OptimizerOptions, ComputeOptions):
     model: str = "smollm2-135m"
     """Model to fine-tune: 'smollm2-135m' (embedded), a local Hugging Face folder, or a run's checkpoint."""
     data: str = ""
@@ -73,22 +73,6 @@ class SFTConfig(OptimizerOptions, ComputeOptions):
     lr: float = 2e-5
     lr_schedule: str = "cosine"
     adam_betas: tuple = (0.9, 0.95)
-    save_every: int = 0
-    """Save a checkpoint every K steps (0 = only at the end and on Ctrl-C)."""
-    out: str = ""
-    """Run folder ('' = runs/sft-<date>-<time>)."""
-    resume: bool = False
-    """Continue the run in `out` from its latest checkpoint, its saved config.yaml as the config (keys given with it must keep their values, see override)."""
-    override: str = ""
-    """With resume: comma-separated config keys allowed to differ from the run's; recorded in config_history.jsonl."""
-    stop_after: int = 0
-    """Stop (with a checkpoint) after this step, as if interrupted (0 = off)."""
-    max_skipped_steps: int = 3
-    """Stop the run (status failed) after this many optimizer steps in a row skipped for a non-finite loss or gradient norm."""
-    seed: int = 0
-    """Seed for data order."""
-    deterministic: bool = False
-    """Bit-identical re-runs and resumes: one CPU thread, deterministic CUDA kernels; see docs/reproducibility.md."""
 
     FIXED_ON_RESUME: ClassVar[dict[str, str]] = {
         "model": "the checkpoint holds this model's fine-tuned weights",
