@@ -86,6 +86,22 @@ def test_sft_resume_refuses_another_config_and_the_lock_keeps_a_second_run_off(t
     assert RunReader(tmp_path / "run").status()["state"] == "finished"
 
 
+def test_a_resume_records_every_change_and_refuses_what_may_not_change(tmp_path):
+    import yaml
+
+    from grpokit.train.session import check_config
+
+    saved = {"lr": 1.0, "threads": 0, "stop_after": 1, "resume": False, "group_size": 4}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
+    now = {**saved, "threads": 2, "stop_after": 0, "resume": True}  # how it runs, and the invocation's own keys
+    assert check_config(tmp_path, now, "", "grpokit train") == {"threads": [0, 2]}  # allowed, recorded (not silent)
+    with pytest.raises(ValueError, match=r"lr: 1.0 -> 2.0.*drop --lr.*--override lr"):
+        check_config(tmp_path, {**now, "lr": 2.0}, "", "grpokit train")
+    assert check_config(tmp_path, {**now, "lr": 2.0}, "lr", "grpokit train") == {"threads": [0, 2], "lr": [1.0, 2.0]}
+    with pytest.raises(ValueError, match=r"group_size cannot change.*\(why\).*--override cannot allow"):
+        check_config(tmp_path, {**now, "group_size": 8}, "group_size", "grpokit train", fixed={"group_size": "why"})
+
+
 def test_a_ctrl_c_deferred_to_the_end_of_the_update_saves_the_step_it_completed(tmp_path):
     from grpokit.train.session import RunSession
 

@@ -38,7 +38,8 @@ from grpokit.run_folder import RunReader
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
 VOLATILE = (*RUN_INVOCATION, "progress", "threads", "report_to")
-"""Config keys that may change on resume without ``--override``: they do not change what is computed."""
+"""Config keys that may change on resume without ``--override``: they do not change what is computed
+(a change of the last three is still recorded; those of one invocation, ``RUN_INVOCATION``, are not)."""
 
 
 class RunLocked(FileExistsError):
@@ -103,16 +104,17 @@ def _same(a: Any, b: Any) -> bool:
 
 def config_changes(run_dir: Path, config: dict[str, Any]) -> dict[str, list]:
     """``key -> [before, now]`` for the keys of ``config`` that differ from the run's config.yaml
-    (volatile keys and keys the file does not have left out)."""
+    (the keys of one invocation, ``RUN_INVOCATION``, and keys the file does not have left out)."""
     before = RunReader(run_dir).config()
     return {k: [before[k], v] for k, v in config.items()
-            if k in before and k not in VOLATILE and not _same(before[k], v)}
+            if k in before and k not in RUN_INVOCATION and not _same(before[k], v)}
 
 
 def check_config(run_dir: Path, config: dict[str, Any], override: str, command: str,
                  fixed: dict[str, str] | None = None, checkpoint: Path | None = None) -> dict[str, list]:
-    """The changes of a resumed run's config; a clear error for a ``fixed`` key (``key -> why``) that
-    changed, which nothing allows, and for a change ``override`` does not allow."""
+    """The changes of a resumed run's config (recorded by :meth:`RunSession.begin`); a clear error for
+    a ``fixed`` key (``key -> why``) that changed, which nothing allows, and for a change of a key
+    neither ``VOLATILE`` nor allowed by ``override``."""
     changes = config_changes(run_dir, config)
     allowed = {k.strip() for k in (override or "").split(",") if k.strip()}
     unknown = sorted(allowed - set(config))
@@ -126,7 +128,7 @@ def check_config(run_dir: Path, config: dict[str, Any], override: str, command: 
                          f"command and the --config file (the run's config.yaml supplies it): "
                          f"{resume_command(command, run_dir)}. To train with the new value, start a new run from "
                          f"its weights: --model {shlex.quote(str(checkpoint or run_dir))} and another --out")
-    refused = {k: v for k, v in changes.items() if k not in allowed}
+    refused = {k: v for k, v in changes.items() if k not in allowed and k not in VOLATILE}
     if refused:
         lines = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in refused.items())
         raise ValueError(f"{run_dir} was trained with another config ({lines}). Resume with the run's settings "
