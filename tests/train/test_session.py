@@ -102,7 +102,7 @@ def test_a_resume_records_every_change_and_refuses_what_may_not_change(tmp_path)
         check_config(tmp_path, {**now, "group_size": 8}, "group_size", "grpokit train", fixed={"group_size": "why"})
 
 
-def test_a_ctrl_c_deferred_to_the_end_of_the_update_saves_the_step_it_completed(tmp_path):
+def test_a_ctrl_c_deferred_to_the_end_of_the_update_saves_the_step_it_completed(tmp_path, capsys):
     from grpokit.train.session import RunSession
 
     saved = []
@@ -118,3 +118,4 @@ def test_a_ctrl_c_deferred_to_the_end_of_the_update_saves_the_step_it_completed(
     assert RunReader(tmp_path / "run").metrics() == [{"step": 1, "loss": 0.5}]
     assert RunReader(tmp_path / "run").status()["state"] == "interrupted"
     assert RunReader(tmp_path / "run").status()["step"] == 1 and not (tmp_path / "run" / LOCK).exists()
+    assert f"continue with: grpokit train --out {tmp_path / 'run'} --resume true" in capsys.readouterr().err

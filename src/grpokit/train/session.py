@@ -296,3 +296,6 @@ class RunSession:
         if state == "failed":
             print(f"{self.command}: stopped: {error}. The last checkpoint is step {self.saved}; fix the cause and "
                   f"continue with: {self.resume_command}", file=sys.stderr)
+        else:  # a second Ctrl-C: the first one's way out (session.end) is not reached
+            print(f"Stopped; the last checkpoint is step {self.saved}; continue with: {self.resume_command}",
+                  file=sys.stderr)
