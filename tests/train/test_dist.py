@@ -94,6 +94,47 @@ def test_a_two_process_run_resumes_on_one_process(tiny_model, task, single, tmp_
     _assert_same(single, tmp_path / "run")
 
 
+@pytest.fixture(scope="module")
+def single_no_ref(tiny_model, task, tmp_path_factory):
+    """The one-process run without a reference model (beta 0)."""
+    return train(make(overrides=_args(tiny_model, task, tmp_path_factory.mktemp("one_no_ref") / "run", beta=0.0)))
+
+
+@pytest.mark.parametrize("beta", [0.04, 0.0], ids=["with_reference", "without_reference"])
+def test_fsdp_two_processes_give_the_one_process_update(tiny_model, task, single, single_no_ref, beta, tmp_path):
+    res = _launch(_args(tiny_model, task, tmp_path / "fsdp", sharding="fsdp", beta=beta))
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = single if beta else single_no_ref
+    _assert_same(one, tmp_path / "fsdp")
+    want, got = RunReader(one).metrics(), RunReader(tmp_path / "fsdp").metrics()
+    assert [m["step"] for m in got] == [1, 2, 3]
+    for w, g in zip(want, got):
+        for key in ("reward/mean", "completions/mean_length", "loss/policy", "optim/grad_norm"):
+            assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), (w["step"], key)
+    ckpt = sorted((tmp_path / "fsdp" / "checkpoints").glob("step_*"))[-1]
+    from transformers import AutoModelForCausalLM
+
+    assert AutoModelForCausalLM.from_pretrained(ckpt).config.architectures == ["LlamaForCausalLM"]
+    assert set(_weights(tmp_path / "fsdp")) == set(_weights(one))  # tied weights written once, as unsharded
+
+
+def test_an_fsdp_run_resumes_on_one_process(tiny_model, task, single, tmp_path):
+    res = _launch(_args(tiny_model, task, tmp_path / "run", sharding="fsdp", stop_after=2))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert RunReader(tmp_path / "run").status()["state"] == "interrupted"
+    opt = torch.load(tmp_path / "run" / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)["optimizer"]
+    assert sorted(opt["state"]) == list(range(len(opt["state"])))  # the unsharded optimizer's numbering
+    train(make(overrides=_args(tiny_model, task, tmp_path / "run", resume=True)))  # one process, no FSDP
+    _assert_same(single, tmp_path / "run")
+
+
+def test_a_one_process_run_resumes_under_fsdp(tiny_model, task, single, tmp_path):
+    train(make(overrides=_args(tiny_model, task, tmp_path / "run", stop_after=1)))
+    res = _launch(_args(tiny_model, task, tmp_path / "run", sharding="fsdp", resume=True))
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_same(single, tmp_path / "run")
+
+
 def test_two_nodes_on_one_machine_train(tiny_model, task, single, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

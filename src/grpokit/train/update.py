@@ -28,6 +28,7 @@ from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
 from grpokit.algo.algorithm import Algorithm
 from grpokit.train.dist import Dist
 from grpokit.train.policy import is_checkpointing
+from grpokit.train.sharding import gathered, is_sharded, pad_micro_steps
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
 
 
@@ -121,8 +122,10 @@ def _is_groups(chunk: list[int], G: int) -> bool:
 def _logprobs(model, batch: TrainBatch, chunk: list[int], G: int, temp: float, entropy: bool = False):
     # The shared-prompt path keeps the prompt's KV cache in the graph; a checkpointed forward drops
     # caches, so it computes each sequence whole (same values and gradients, the prompt G times).
+    # So does an FSDP-sharded policy under gradient: one forward per micro-step on every rank.
+    one_pass = is_checkpointing(model) or (is_sharded(model) and torch.is_grad_enabled())
     with precision(model):
-        if G > 1 and _is_groups(chunk, G) and not is_checkpointing(model):
+        if G > 1 and _is_groups(chunk, G) and not one_pass:
             return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
         return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
 
@@ -169,7 +172,7 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
     trained = [i for i in range(N) if not skip[i]]
     u.res.skipped = N - len(trained)
     parts = _parts(N, preset.mini_batches or 1, d)
-    if trained:
+    if trained or is_sharded(learner.policy):  # (FSDP: every rank joins the all-gathers, rows or not)
         old_and_ref_logprobs(u, _chunks(trained, mask, G, size), old=cfg.mu > 1 or len(parts) > 1,  # the policy moves
                              ref=preset.loss_beta > 0)
         if mismatch is not None:  # learner log-probs under the sampler's top-p/top-k, if it truncates
@@ -184,7 +187,10 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
             learner.zero_grad()
             rec = _Recorder(batch, N) if on_update else None
             loss, v_loss, v_clip_tok = 0.0, 0.0, 0.0
-            for chunk in _chunks(rows, mask, G, size):
+            for chunk in pad_micro_steps(_chunks(rows, mask, G, size), d, learner.policy):
+                if chunk is None:  # FSDP: this rank has fewer micro-batches than another; it joins with a zero loss
+                    _idle_micro_step(u)
+                    continue
                 mb = _policy_micro_step(u, chunk, norm, entropy=epoch == 0)
                 loss += mb.loss
                 sums.add_micro(mb, last)
@@ -252,7 +258,9 @@ def old_and_ref_logprobs(u: _Update, chunks: list[list[int]], *, old: bool, ref:
     b, learner = u.batch, u.learner
     for wanted, name, model in ((old, "old_logp", learner.policy), (ref, "ref_logp", learner.ref)):
         if wanted and getattr(b, name) is None:
-            setattr(b, name, _table(lambda rows, m=model: _logprobs(m, b, rows, u.G, u.cfg.temperature)[0], b, chunks))
+            with gathered(model):  # FSDP: full weights for any number of passes (see train.sharding)
+                setattr(b, name, _table(lambda rows, m=model: _logprobs(m, b, rows, u.G, u.cfg.temperature)[0], b,
+                                        chunks))
     u.res.t_logprobs += time.time() - t0
 
 
@@ -314,6 +322,13 @@ def _policy_micro_step(u: _Update, chunk: list[int], norm: float, *, entropy: bo
                   float((ent * cm).sum()) if ent is not None else None)
 
 
+def _idle_micro_step(u: _Update) -> None:
+    """A forward/backward with zero loss (one sequence): an FSDP rank with fewer micro-batches than
+    another still takes part in every all-gather and reduce-scatter; its gradient gains exactly 0."""
+    logp, _, _ = _logprobs(u.learner.policy, u.batch, [0], u.G, u.cfg.temperature)
+    (logp.sum() * 0.0).backward()
+
+
 def _critic_micro_step(u: _Update, mb: _Micro, norm: float) -> tuple[torch.Tensor, float, float]:
     """The preset's value loss on the rows of ``mb``; backward. Returns the values ``[n, T]``, the
     loss and the number of tokens whose value was clipped."""
@@ -336,9 +351,12 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
     critic = learner.critic
     if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
         _zero_grads(learner.policy, critic)
-    u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
+    if not is_sharded(learner.policy):  # (FSDP reduce-scattered the gradients in backward)
+        u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
     loss = u.dist.sum(loss)
-    gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)
+    gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)  # FSDP: the norm over all shards
+    if hasattr(gn, "full_tensor"):  # a DTensor (FSDP)
+        gn = gn.full_tensor()
     cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm) if critic is not None else None
     finite = all(math.isfinite(float(x)) for x in (loss, gn, v_loss, 0.0 if cgn is None else cgn))
     u.res.stepped.append(finite)
