@@ -3,9 +3,11 @@ a run resumes on another number of processes; two "nodes" on 127.0.0.1 train; ba
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -132,6 +134,51 @@ def test_a_one_process_run_resumes_under_fsdp(tiny_model, task, single, tmp_path
     train(make(overrides=_args(tiny_model, task, tmp_path / "run", stop_after=1)))
     res = _launch(_args(tiny_model, task, tmp_path / "run", sharding="fsdp", resume=True))
     assert res.returncode == 0, res.stderr[-3000:]
+    _assert_same(single, tmp_path / "run")
+
+
+def _paused(marker: Path, proc: subprocess.Popen) -> int:
+    """The pid a rank wrote at its ``pause`` fault, once it is there (the rank waits for a signal)."""
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
+        time.sleep(0.1)
+    return int(marker.read_text())
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_ctrl_c_on_one_rank_stops_every_rank_with_a_checkpoint(tiny_model, task, single, sharding, tmp_path):
+    """SIGINT to rank 1 alone (kill -INT): every rank finishes step 2 and stops; rank 0 saves it."""
+    marker = tmp_path / "paused"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "grpokit",
+           "train", *_cli(_args(tiny_model, task, tmp_path / "run", sharding=sharding, steps=5))]
+    proc = subprocess.Popen(cmd, env=_env(GRPOKIT_FAULT="sampled@2:pause", GRPOKIT_FAULT_RANK="1",
+                                          GRPOKIT_FAULT_MARKER=str(marker)),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.kill(_paused(marker, proc), signal.SIGINT)
+    out = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 0, out[-3000:]
+    status = RunReader(tmp_path / "run").status()
+    assert (status["state"], status["step"]) == ("interrupted", 2), out[-3000:]
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").glob("step_*")] == ["step_000002"]
+    train(make(overrides=_args(tiny_model, task, tmp_path / "run", resume=True, override="steps")))  # 3 steps
+    _assert_same(single, tmp_path / "run")
+
+
+def test_ctrl_c_to_the_launcher_stops_every_rank_with_a_checkpoint(tiny_model, task, single, tmp_path):
+    """Ctrl-C to `grpokit train --nproc 2` (what a terminal sends): torchrun passes it to every rank."""
+    marker = tmp_path / "paused"
+    cmd = [sys.executable, "-m", "grpokit", "train", "--nproc", "2",
+           *_cli(_args(tiny_model, task, tmp_path / "run", sharding="fsdp", steps=5))]
+    proc = subprocess.Popen(cmd, env=_env(GRPOKIT_FAULT="sampled@2:pause", GRPOKIT_FAULT_RANK="0",
+                                          GRPOKIT_FAULT_MARKER=str(marker)),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _paused(marker, proc)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=400)[0]
+    assert proc.returncode == 130, out[-3000:]
+    status = RunReader(tmp_path / "run").status()
+    assert (status["state"], status["step"]) == ("interrupted", 2), out[-3000:]
+    train(make(overrides=_args(tiny_model, task, tmp_path / "run", resume=True, override="steps")))
     _assert_same(single, tmp_path / "run")
 
 
