@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "resumes on any number)")
     launch.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="processes on this node: starts `torchrun --nproc-per-node N -m grpokit train ...` "
-                             "(gloo on CPU, NCCL with one GPU each on CUDA); prompts_per_step must divide by the total")
+                             "(gloo on CPU, NCCL with one GPU each on CUDA); prompts_per_step must divide by the total; "
+                             "--sharding fsdp splits the model over them (FSDP2)")
     launch.add_argument("--nnodes", type=int, default=1, metavar="N",
                         help="nodes taking part; run the same command on each (needs --rdzv-endpoint)")
     launch.add_argument("--rdzv-endpoint", default="", metavar="HOST:PORT",

@@ -206,6 +206,13 @@ def test_a_world_size_that_does_not_divide_the_batch_is_refused(tiny_model, task
     assert not (tmp_path / "x").exists()
 
 
+def test_bad_sharding_options_are_refused(tiny_model, task, tmp_path):
+    with pytest.raises(ValueError, match="sharding.*'ddp'.*'fsdp'"):
+        make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="zero3"))
+    with pytest.raises(ValueError, match="--sharding fsdp with LoRA is not supported yet.*--sharding ddp"):
+        make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="fsdp", lora_rank=8))
+
+
 def test_a_dead_rank_does_not_hang_the_others(tiny_model, task, tmp_path):
     res = _launch(_args(tiny_model, task, tmp_path / "dead"),
                   extra_env={"GRPOKIT_FAULT": "sampled@2", "GRPOKIT_FAULT_RANK": "1"}, timeout=400)
