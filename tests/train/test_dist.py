@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from grpokit.config import make
-from grpokit.train.dist import Dist
+from grpokit.train.dist import Dist, check_supported
 from grpokit.train.loop import train
 from grpokit.run_folder import RunReader
 
@@ -137,6 +137,36 @@ def test_a_one_process_run_resumes_under_fsdp(tiny_model, task, single, tmp_path
     _assert_same(single, tmp_path / "run")
 
 
+def _critic(run) -> dict:
+    return load_file(sorted((Path(run) / "checkpoints").glob("step_*"))[-1] / "critic" / "value_model.safetensors")
+
+
+@pytest.fixture(scope="module")
+def single_ppo(tiny_model, task, tmp_path_factory):
+    """The one-process PPO run (a critic with its own trunk and optimizer)."""
+    return train(make(overrides=_args(tiny_model, task, tmp_path_factory.mktemp("one_ppo") / "run", algo="ppo")))
+
+
+@pytest.mark.parametrize("sharding", ["ddp", "fsdp"])
+def test_ppo_with_a_critic_on_two_processes_gives_the_one_process_update(tiny_model, task, single_ppo, sharding,
+                                                                         tmp_path):
+    """GAE's whitening sees every rank's tokens, the critic's gradients are summed (or sharded); the
+    FSDP run stops at step 2 and resumes on one process (critic weights and optimizer state)."""
+    stop = {"stop_after": 2} if sharding == "fsdp" else {}
+    res = _launch(_args(tiny_model, task, tmp_path / "run", algo="ppo", sharding=sharding, **stop))
+    assert res.returncode == 0, res.stderr[-3000:]
+    if stop:
+        train(make(overrides=_args(tiny_model, task, tmp_path / "run", algo="ppo", resume=True)))
+    _assert_same(single_ppo, tmp_path / "run")
+    want, got = _critic(single_ppo), _critic(tmp_path / "run")
+    assert want.keys() == got.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-5, msg=k)
+    for w, g in zip(RunReader(single_ppo).metrics(), RunReader(tmp_path / "run").metrics()):
+        for key in ("loss/value", "critic/grad_norm", "optim/grad_norm"):
+            assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), (w["step"], key)
+
+
 def _paused(marker: Path, proc: subprocess.Popen) -> int:
     """The pid a rank wrote at its ``pause`` fault, once it is there (the rank waits for a signal)."""
     while not marker.exists():
@@ -211,6 +241,9 @@ def test_bad_sharding_options_are_refused(tiny_model, task, tmp_path):
         make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="zero3"))
     with pytest.raises(ValueError, match="--sharding fsdp with LoRA is not supported yet.*--sharding ddp"):
         make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="fsdp", lora_rank=8))
+    shared = make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="fsdp", algo="ppo", critic_trunk="shared"))
+    with pytest.raises(ValueError, match="--critic_trunk shared is not supported.*--critic_trunk separate"):
+        check_supported(shared, Dist(rank=0, world=2))
 
 
 def test_a_dead_rank_does_not_hang_the_others(tiny_model, task, tmp_path):

@@ -216,9 +216,9 @@ def check_supported(cfg, d: Dist) -> None:
         raise ValueError(f"dynamic sampling (dynamic_sampling_max_rounds={cfg.dynamic_sampling_max_rounds}) is not "
                          f"supported with {d.world} processes yet: each rank would refill a different number of "
                          "groups. Use one process, or dynamic_sampling_max_rounds 0")
-    if cfg.use_critic:
-        raise ValueError(f"PPO's critic is not supported with {d.world} processes yet: use one process, or a "
-                         "critic-free preset")
+    if cfg.use_critic and cfg.sharding == "fsdp" and cfg.critic_trunk == "shared":
+        raise ValueError("--sharding fsdp with --critic_trunk shared is not supported: the value head would call the "
+                         "policy's trunk past its FSDP root. Use --critic_trunk separate (the default), or --sharding ddp")
 
 
 class _NoWriter:

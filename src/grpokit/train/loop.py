@@ -169,10 +169,17 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
     ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
     fsdp = d.active and cfg.sharding == "fsdp"
 
-    def place(m):  # FSDP2: this rank keeps its shard of every weight (the reference: frozen, sharded too)
-        return sharding.shard(m, models.compute_dtype(m)) if fsdp and m is not None else m
+    compute = models.compute_dtype(model)
 
-    model, ref_model = place(model), place(ref_model)
+    def place(m):  # FSDP2: this rank keeps its shard of every weight (reference: frozen, sharded too)
+        return sharding.shard(m, compute) if fsdp and m is not None else m
+
+    critic = None
+    if preset.use_critic:  # PPO: the value model GRPO removes (a copy of the trunk: made before sharding)
+        critic = build_critic(model, shared=cfg.critic_trunk == "shared")
+        if resume_from:
+            load_critic(critic, resume_from)
+    model, ref_model, critic = place(model), place(ref_model), place(critic)
     engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
     correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
     if engine_name == "vllm" and (cfg.lora_rank or d.active):
@@ -184,11 +191,8 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
     else:
         engine = HFEngine(policy.engine_module(model), tokenizer)  # shares the policy's weights (adapters included)
     optimizer = adamw(policy.trainable(model), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-    critic = critic_optimizer = None
-    if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
-        critic = build_critic(model, shared=cfg.critic_trunk == "shared")
-        if resume_from:
-            load_critic(critic, resume_from)
+    critic_optimizer = None
+    if critic is not None:  # with its own optimizer and learning rate
         critic_optimizer = adamw(critic.parameters(), lr=preset.critic_lr, betas=cfg.adam_betas,
                                  weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, cfg.steps, cfg.warmup_steps, cfg.lr_schedule)
@@ -199,7 +203,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
         state = ckpt.load_state(resume_from)
         sharding.load_optimizer_state(model, optimizer, state["optimizer"])
         if critic_optimizer is not None:
-            critic_optimizer.load_state_dict(state["critic_optimizer"])
+            sharding.load_optimizer_state(critic, critic_optimizer, state["critic_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler"])
         data.load(state["data"])
@@ -221,13 +225,16 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
         keep_ref = None
         if ref_model is not None and cfg.ref_reset_every:
             keep_ref = sharding.full_state_dict(ref_model) if fsdp else ref_model.state_dict()
+        critic_weights = sharding.full_state_dict(critic) if fsdp and critic is not None else None
+        critic_opt = sharding.optimizer_state(critic, critic_optimizer) if critic is not None else None
         if not d.main:
             return None
         state = {"step": step, "optimizer": opt_state, "scheduler": scheduler.state_dict(), **at}
-        if critic_optimizer is not None:
-            state["critic_optimizer"] = critic_optimizer.state_dict()
+        if critic_opt is not None:
+            state["critic_optimizer"] = critic_opt
         return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic,
-                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged, weights=weights)
+                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged, weights=weights,
+                         critic_state=critic_weights)
 
     session.begin(start_step, cfg.steps, save, position,  # trackers: rank 0's, which logs for all
                   trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)) if d.main else None,
@@ -318,7 +325,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
               f"Run folder: {run_dir}")
 
 
-SUMMED_METRICS = ("loss/policy", "reward/errors", "reward/nonfinite", "groups/skipped_sequences",
+SUMMED_METRICS = ("loss/policy", "loss/value", "reward/errors", "reward/nonfinite", "groups/skipped_sequences",
                   "throughput/tokens_per_s", "throughput/completions_per_s")
 """Metrics that add up over ranks (the losses are already divided by the global normaliser)."""
 MAXED_METRICS = ("completions/max_length", "memory/peak_mb", "time/step", "time/generate", "time/reward",

@@ -8,7 +8,7 @@
            FSDP units. A rank keeps 1/W of every fp32 weight, gradient and AdamW moment; a unit's
            weights are all-gathered for its forward and backward and freed after, its gradients
            reduce-scattered (summed: the loss is already divided by the global normaliser). The
-           reference model is sharded the same way (frozen). With a bf16/fp16 compute dtype (CUDA)
+           reference model (frozen) and PPO's critic (separate trunk) are sharded the same way. With a bf16/fp16 compute dtype (CUDA)
            ``MixedPrecisionPolicy`` all-gathers the weights in that dtype and reduces gradients in
            fp32, over fp32 master shards: the single-process path's precision.
 
@@ -65,7 +65,7 @@ def shard(model, compute_dtype: torch.dtype | None = None):
     mp = fsdp.MixedPrecisionPolicy()
     if compute_dtype is not None and compute_dtype != torch.float32:
         mp = fsdp.MixedPrecisionPolicy(param_dtype=compute_dtype, reduce_dtype=torch.float32)
-    names = set(getattr(model, "_no_split_modules", None) or ())
+    names = {n for m in model.modules() for n in (getattr(m, "_no_split_modules", None) or ())}  # (a critic: its trunk's)
     layers = [m for m in model.modules() if type(m).__name__ in names]
     if not layers:
         raise ValueError(f"--sharding fsdp: {type(model).__name__} names no decoder layer class in _no_split_modules, "

@@ -272,11 +272,18 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
     if critic is not None:
         t0 = time.time()
         every = _chunks(list(range(len(batch))), mask, G, u.cfg.micro_batch_size)
-        with precision(u.learner.policy):
+        with precision(u.learner.policy), gathered(critic):
             batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
         u.res.t_critic += time.time() - t0
         token_kl = preset.kl(batch.old_logp, batch.ref_logp) if preset.reward_beta > 0 else None
-        adv, batch.returns = preset.critic_advantages(rewards, batch.old_values, mask, token_kl=token_kl)  # [N, T]
+        d, N, T = u.dist, len(batch), mask.shape[1]  # whitening sees every rank's tokens: gather, pad to one T
+        Tmax = d.max(T)
+        pad = (lambda x: torch.nn.functional.pad(x, (0, Tmax - T))) if Tmax > T else (lambda x: x)
+        everyone = [d.cat(x) for x in (rewards, pad(batch.old_values), pad(mask),
+                                       None if token_kl is None else pad(token_kl)) if x is not None]
+        adv, returns = preset.critic_advantages(everyone[0], everyone[1], everyone[2],
+                                                token_kl=everyone[3] if token_kl is not None else None)  # [W*N, Tmax]
+        adv, batch.returns = adv[d.rank * N:(d.rank + 1) * N, :T], returns[d.rank * N:(d.rank + 1) * N, :T]
         skip = mask.sum(-1) == 0  # the value model learns from every sequence: skip only empty ones
     else:
         seq_kl = None
@@ -327,6 +334,10 @@ def _idle_micro_step(u: _Update) -> None:
     another still takes part in every all-gather and reduce-scatter; its gradient gains exactly 0."""
     logp, _, _ = _logprobs(u.learner.policy, u.batch, [0], u.G, u.cfg.temperature)
     (logp.sum() * 0.0).backward()
+    if u.learner.critic is not None:
+        with precision(u.learner.policy):
+            values, _ = sequence_values(u.learner.critic, u.batch, [0])
+        (values.sum() * 0.0).backward()
 
 
 def _critic_micro_step(u: _Update, mb: _Micro, norm: float) -> tuple[torch.Tensor, float, float]:
@@ -353,11 +364,11 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
         _zero_grads(learner.policy, critic)
     if not is_sharded(learner.policy):  # (FSDP reduce-scattered the gradients in backward)
         u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
-    loss = u.dist.sum(loss)
-    gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)  # FSDP: the norm over all shards
-    if hasattr(gn, "full_tensor"):  # a DTensor (FSDP)
-        gn = gn.full_tensor()
-    cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm) if critic is not None else None
+    if critic is not None and not is_sharded(critic):
+        u.dist.sum_grads(critic.parameters())
+    loss, v_loss = u.dist.sum(loss), u.dist.sum(v_loss)
+    gn = _full(torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm))  # FSDP: over all shards
+    cgn = _full(torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm)) if critic is not None else None
     finite = all(math.isfinite(float(x)) for x in (loss, gn, v_loss, 0.0 if cgn is None else cgn))
     u.res.stepped.append(finite)
     if finite:
@@ -373,6 +384,11 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
             seen.update(value_loss=repr(v_loss), critic_grad_norm=repr(float(cgn)))
         u.res.nonfinite.append(seen)
     return float(gn), None if cgn is None else float(cgn)
+
+
+def _full(norm: torch.Tensor) -> torch.Tensor:
+    """A gradient norm as a plain tensor (FSDP returns a replicated DTensor)."""
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 @dataclass
