@@ -17,7 +17,7 @@ from grpokit.evaluation import command as eval_command
 from grpokit.tasks import check_task_options, task_names
 from grpokit.tasks.files import check_data_file
 from grpokit.train.loop import train
-from grpokit.train.dist import torchrun_command
+from grpokit.train.dist import Dist, check_supported, torchrun_command
 from grpokit.evaluation.check import main as check_main
 
 # The names train/sft.py and datagen/sample.py import (they belong in grpokit.config now).
@@ -85,6 +85,7 @@ def cmd_train(args) -> int:
         if cfg.prompts_per_step % (args.nproc * args.nnodes):
             raise ValueError(f"prompts_per_step {cfg.prompts_per_step} does not split over {args.nproc * args.nnodes} "
                              f"processes: use a multiple of {args.nproc * args.nnodes}")
+        check_supported(cfg, Dist(world=args.nproc * args.nnodes))  # the rest of what each rank would refuse, once
         after = args.argv[args.argv.index("train") + 1:]
         cmd = torchrun_command(_without_launch_flags(after), nproc=args.nproc, nnodes=args.nnodes,
                                rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)

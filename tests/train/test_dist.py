@@ -244,6 +244,11 @@ def test_bad_sharding_options_are_refused(tiny_model, task, tmp_path):
     shared = make(overrides=_args(tiny_model, task, tmp_path / "x", sharding="fsdp", algo="ppo", critic_trunk="shared"))
     with pytest.raises(ValueError, match="--critic_trunk shared is not supported.*--critic_trunk separate"):
         check_supported(shared, Dist(rank=0, world=2))
+    from grpokit.cli import main
+
+    assert main(["train", "--nproc", "2", *_cli(_args(tiny_model, task, tmp_path / "y", sharding="fsdp", algo="ppo",
+                                                       critic_trunk="shared"))]) == 2  # refused before torchrun starts
+    assert not (tmp_path / "y").exists()
 
 
 def test_a_dead_rank_does_not_hang_the_others(tiny_model, task, tmp_path):
