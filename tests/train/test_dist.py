@@ -179,6 +179,50 @@ def test_ppo_with_a_critic_on_two_processes_gives_the_one_process_update(tiny_mo
             assert g[key] == pytest.approx(w[key], rel=1e-4, abs=1e-6), (w["step"], key)
 
 
+class _RankOfTwo(Dist):
+    """Rank ``rank`` of two inside one process: the other rank's tensors come from ``others``, in the
+    order this rank's collectives ask for them."""
+
+    def __init__(self, rank: int, other_T: int, others: list):
+        super().__init__(rank=rank, world=2)
+        self.other_T, self.others = other_T, list(others)
+
+    def max(self, x):
+        return max(x, self.other_T)
+
+    def cat(self, t):
+        other = self.others.pop(0)
+        return torch.cat([t, other] if self.rank == 0 else [other, t])
+
+
+def test_critic_advantages_of_ranks_with_different_lengths_are_the_whole_batch_ones():
+    """GAE + whitening over two ranks whose completions are 3 and 5 tokens long = over the whole batch
+    at once (where the short rows' padding holds whatever the critic said: it is masked)."""
+    from grpokit.config import algo_preset
+    from grpokit.train.update import critic_advantages_of_all_ranks
+
+    ppo = algo_preset(make(overrides={"algo": "ppo", "beta": 0.05}))
+    assert ppo.reward_beta > 0 and ppo.whiten_advantages  # the KL reward and the batch statistic are exercised
+    g = torch.Generator().manual_seed(0)
+    N, T = 4, 5
+    lengths = torch.tensor([3, 1, 2, 3, 5, 4, 2, 5])  # rank 0's longest: 3, rank 1's: 5
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).float()  # [2N, T]
+    rewards, values, kl = torch.rand(2 * N, generator=g), torch.randn(2 * N, T, generator=g), torch.rand(2 * N, T, generator=g)
+    want_adv, want_ret = ppo.critic_advantages(rewards, values, mask, token_kl=kl)
+
+    a, b = slice(0, N), slice(N, 2 * N)
+    # rank 0 (T=3) receives rank 1's tensors as they are; rank 1 (T=5) receives rank 0's padded with zeros
+    pad = lambda x: torch.cat([x, x.new_zeros(N, T - 3)], 1)  # noqa: E731
+    for rank, mine, theirs, width, other_T in ((0, a, [rewards[b], values[b], mask[b], kl[b]], 3, 5),
+                                               (1, b, [rewards[a], pad(values[a, :3]), pad(mask[a, :3]),
+                                                       pad(kl[a, :3])], 5, 3)):
+        adv, ret = critic_advantages_of_all_ranks(ppo, _RankOfTwo(rank, other_T, theirs), rewards[mine],
+                                                  values[mine, :width], mask[mine, :width], kl[mine, :width])
+        assert adv.shape == (N, width)
+        torch.testing.assert_close(adv, want_adv[mine, :width], rtol=0, atol=1e-6)
+        torch.testing.assert_close(ret, want_ret[mine, :width], rtol=0, atol=1e-6)
+
+
 def _paused(marker: Path, proc: subprocess.Popen) -> int:
     """The pid a rank wrote at its ``pause`` fault, once it is there (the rank waits for a signal)."""
     while not marker.exists():

@@ -276,14 +276,8 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
             batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
         u.res.t_critic += time.time() - t0
         token_kl = preset.kl(batch.old_logp, batch.ref_logp) if preset.reward_beta > 0 else None
-        d, N, T = u.dist, len(batch), mask.shape[1]  # whitening sees every rank's tokens: gather, pad to one T
-        Tmax = d.max(T)
-        pad = (lambda x: torch.nn.functional.pad(x, (0, Tmax - T))) if Tmax > T else (lambda x: x)
-        everyone = [d.cat(x) for x in (rewards, pad(batch.old_values), pad(mask),
-                                       None if token_kl is None else pad(token_kl)) if x is not None]
-        adv, returns = preset.critic_advantages(everyone[0], everyone[1], everyone[2],
-                                                token_kl=everyone[3] if token_kl is not None else None)  # [W*N, Tmax]
-        adv, batch.returns = adv[d.rank * N:(d.rank + 1) * N, :T], returns[d.rank * N:(d.rank + 1) * N, :T]
+        adv, batch.returns = critic_advantages_of_all_ranks(preset, u.dist, rewards, batch.old_values, mask,
+                                                            token_kl)  # [N, T] each
         skip = mask.sum(-1) == 0  # the value model learns from every sequence: skip only empty ones
     else:
         seq_kl = None
@@ -296,6 +290,24 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
         skip = skippable_sequences(adv, mask, preset.loss_beta) | (mask.sum(-1) == 0)
     batch.advantages = u.res.advantages = adv
     return skip
+
+
+def critic_advantages_of_all_ranks(preset: Algorithm, d: Dist, rewards: torch.Tensor, values: torch.Tensor,
+                                   mask: torch.Tensor, token_kl: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``preset.critic_advantages`` over every rank's sequences, this rank's rows back: the whitening
+    of GAE's advantages is a statistic of the whole batch. Each rank's ``[N, T]`` tensors are padded
+    to the longest ``T`` of any rank first (masked positions: GAE and whitening ignore them)."""
+    if not d.active:
+        return preset.critic_advantages(rewards, values, mask, token_kl=token_kl)
+    N, T = mask.shape
+    Tmax = d.max(T)
+
+    def everyone(x):  # [N, T] -> [W*N, Tmax]
+        return None if x is None else d.cat(torch.cat([x, x.new_zeros(N, Tmax - T)], 1))
+
+    adv, returns = preset.critic_advantages(d.cat(rewards), everyone(values), everyone(mask), token_kl=everyone(token_kl))
+    rows = slice(d.rank * N, (d.rank + 1) * N)
+    return adv[rows, :T], returns[rows, :T]
 
 
 @dataclass
