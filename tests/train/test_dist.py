@@ -132,6 +132,20 @@ def test_fsdp_with_bf16_compute_follows_the_one_process_bf16_run(tiny_model, tas
     assert {str(w.dtype) for w in _weights(tmp_path / "fsdp").values()} == {"torch.float32"}
 
 
+def test_fsdp_ranks_with_fewer_micro_batches_join_with_zero_loss_passes(tiny_model, task, tmp_path):
+    """Flat groups (answers 5-9 always score 0) are skipped, so with one group per micro-batch the ranks
+    run different numbers of micro-batches; the short one pads with zero-loss passes (every forward and
+    backward under FSDP is a collective) and the update is still the one-process one."""
+    opts = dict(rewards={"tests.train.rewards_for_tests:digit_share_low_only": 1.0}, micro_batch_size=4, beta=0.0)
+    one = train(make(overrides=_args(tiny_model, task, tmp_path / "one", **opts)))
+    res = _launch(_args(tiny_model, task, tmp_path / "fsdp", sharding="fsdp", **opts))
+    assert res.returncode == 0, res.stderr[-3000:]
+    _assert_same(one, tmp_path / "fsdp")
+    teaching = [[sum(1 for g in RunReader(one).groups(step)[r * 2:(r + 1) * 2] if g["reward_std"]) for r in (0, 1)]
+                for step in (1, 2, 3)]  # rank r samples prompts [2r, 2r + 2) of each step
+    assert any(a != b for a, b in teaching), teaching  # the padding was needed at some step
+
+
 def test_an_fsdp_run_resumes_on_one_process(tiny_model, task, single, tmp_path):
     res = _launch(_args(tiny_model, task, tmp_path / "run", sharding="fsdp", stop_after=2))
     assert res.returncode == 0, res.stderr[-3000:]
