@@ -158,7 +158,8 @@ def optimizer_state(model, optimizer) -> dict:
     rank 0's CPU, numbered like the unsharded optimizer's slots (other ranks: {}). A collective."""
     if not is_sharded(model) or not optimizer.state:
         # (no state yet, before the first step: get_optimizer_state_dict would create it by a zero-lr
-        # step(), which counts as AdamW's first step and shrinks the real first update ~0.74x)
+        # step(), which counts as AdamW's first step and shrinks the real first update ~0.74x;
+        # pytorch/pytorch#164929, open)
         return optimizer.state_dict()
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
