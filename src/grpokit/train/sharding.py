@@ -8,9 +8,10 @@
            FSDP units. A rank keeps 1/W of every fp32 weight, gradient and AdamW moment; a unit's
            weights are all-gathered for its forward and backward and freed after, its gradients
            reduce-scattered (summed: the loss is already divided by the global normaliser). The
-           reference model (frozen) and PPO's critic (separate trunk) are sharded the same way. With a bf16/fp16 compute dtype (CUDA)
-           ``MixedPrecisionPolicy`` all-gathers the weights in that dtype and reduces gradients in
-           fp32, over fp32 master shards: the single-process path's precision.
+           reference model (frozen) and PPO's critic (separate trunk) are sharded the same way.
+           With a bf16/fp16 compute dtype (CUDA) ``MixedPrecisionPolicy`` all-gathers the weights
+           in that dtype and reduces gradients in fp32, over fp32 master shards: the
+           single-process path's precision.
 
 Where FSDP needs care, and what this module does about it:
 
@@ -43,6 +44,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
+
 
 def _fsdp():
     from torch.distributed import fsdp
