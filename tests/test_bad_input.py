@@ -83,6 +83,7 @@ CLI_CASES = [
     ("algo-unknown", _args("--algo", "grpo2"), r"unknown algorithm 'grpo2'; choose one of"),
     ("advantage-unknown", _args("--advantage", "nope"), r"advantage 'nope' is not registered; choose one of"),
     ("critic_trunk", _args("--critic_trunk", "both"), r"critic_trunk must be 'separate' or 'shared', got 'both'"),
+    ("sharding", _args("--sharding", "zero3"), r"sharding must be 'ddp' or 'fsdp', got 'zero3'"),
     ("template", _args("--template", "fancy"), r"template must be 'chat', 'r1_zero', 'plain' or 'qa' or a string containing \{prompt\}"),
     ("unknown-key", _yaml(b"steps: 3\nstepz: 4\n"), r"unknown config key\(s\) \['stepz'\]; known keys"),
     ("broken-yaml", _yaml(b"steps: 3\nlr: [1e-5\nbeta: 0\n"), r"c.yaml:\d+: not valid YAML"),

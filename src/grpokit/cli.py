@@ -17,7 +17,7 @@ from grpokit.evaluation import command as eval_command
 from grpokit.tasks import check_task_options, task_names
 from grpokit.tasks.files import check_data_file
 from grpokit.train.loop import train
-from grpokit.train.dist import torchrun_command
+from grpokit.train.dist import Dist, check_supported, torchrun_command
 from grpokit.evaluation.check import main as check_main
 
 # The names train/sft.py and datagen/sample.py import (they belong in grpokit.config now).
@@ -48,20 +48,48 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def _run_forwarding_signals(cmd: list[str]) -> int:
+    """Run torchrun in its own session and hand it every Ctrl-C (SIGINT), SIGTERM and SIGHUP this
+    launcher gets, once each: torchrun passes it to every rank, each finishes its step, rank 0 saves,
+    all stop (see grpokit.train.dist). In the terminal's process group torchrun would get a
+    Ctrl-C twice (from the terminal and from us), and ``subprocess.call`` would SIGKILL it on the
+    launcher's KeyboardInterrupt, leaving the ranks without a stop."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    got: list[int] = []
+
+    def forward(signum, frame):
+        got.append(signum)
+        try:
+            proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    caught = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, forward) for s in caught}
+    try:
+        rc = proc.wait()
+        # torchrun ends with 1 after passing a signal on, even when every rank stopped cleanly: say interrupted
+        return 128 + got[0] if got and rc != 0 else rc
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
 def cmd_train(args) -> int:
     cfg = make(TrainConfig, args.config, overrides_from(args))
     check_inputs(cfg.model, cfg.task, cfg.task_options)
     if (args.nproc > 1 or args.nnodes > 1) and "WORLD_SIZE" not in os.environ:  # start torchrun, which runs us N times
-        import subprocess
-
-
         if cfg.prompts_per_step % (args.nproc * args.nnodes):
             raise ValueError(f"prompts_per_step {cfg.prompts_per_step} does not split over {args.nproc * args.nnodes} "
                              f"processes: use a multiple of {args.nproc * args.nnodes}")
+        check_supported(cfg, Dist(world=args.nproc * args.nnodes))  # the rest of what each rank would refuse, once
         after = args.argv[args.argv.index("train") + 1:]
         cmd = torchrun_command(_without_launch_flags(after), nproc=args.nproc, nnodes=args.nnodes,
                                rdzv_endpoint=args.rdzv_endpoint, rdzv_id=args.rdzv_id)
-        return subprocess.call(cmd)
+        return _run_forwarding_signals(cmd)
     try:
         train(cfg)
     except KeyboardInterrupt:
@@ -109,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "resumes on any number)")
     launch.add_argument("--nproc", type=int, default=1, metavar="N",
                         help="processes on this node: starts `torchrun --nproc-per-node N -m grpokit train ...` "
-                             "(gloo on CPU, NCCL with one GPU each on CUDA); prompts_per_step must divide by the total")
+                             "(gloo on CPU, NCCL with one GPU each on CUDA); prompts_per_step must divide by the total; "
+                             "--sharding fsdp splits the model over them (FSDP2)")
     launch.add_argument("--nnodes", type=int, default=1, metavar="N",
                         help="nodes taking part; run the same command on each (needs --rdzv-endpoint)")
     launch.add_argument("--rdzv-endpoint", default="", metavar="HOST:PORT",

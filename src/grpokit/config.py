@@ -201,7 +201,9 @@ class TrainConfig(RunOptions, OptimizerOptions, ComputeOptions):
     # --- the optimizer's micro-batches (lr, schedule, AdamW, clipping: OptimizerOptions) ---
     micro_batch_size: int = 16
     """Sequences per forward/backward pass, in whole groups (at least one); gradients accumulate over the step, so the result does not depend on it."""
-    # --- memory: activation checkpointing, LoRA / QLoRA (PEFT) ---
+    # --- memory: sharding over processes (FSDP2), activation checkpointing, LoRA / QLoRA (PEFT) ---
+    sharding: str = "ddp"
+    """With several processes (--nproc, torchrun): 'ddp' (every rank holds the whole model, gradients summed) or 'fsdp' (FSDP2 fully_shard: weights, gradients and AdamW state split over the ranks; ~1/N of the 16 bytes per parameter). Ignored by one process; checkpoints are the same either way."""
     gradient_checkpointing: bool = False
     """Recompute each layer's activations in the backward pass instead of keeping them: less memory, ~1/3 more compute, the same gradient."""
     lora_rank: int = 0
@@ -252,6 +254,9 @@ class TrainConfig(RunOptions, OptimizerOptions, ComputeOptions):
     def __post_init__(self) -> None:
         check_values(self)
         algorithm = algo_preset(self)  # the function names and their combination
+        if self.sharding == "fsdp" and self.lora_rank:
+            raise ValueError("--sharding fsdp with LoRA is not supported yet (the adapters are a few percent of the "
+                             "weights; the frozen base is what FSDP would split): use --sharding ddp with --lora-rank")
         if self.load_in_4bit and not self.lora_rank:
             raise ValueError("load_in_4bit trains nothing on its own (a 4-bit base cannot be fine-tuned): add "
                              "--lora-rank 16 (QLoRA), or drop --load-in-4bit")
@@ -365,6 +370,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "split": ("train", "heldout"),
     "engine": ("auto", "hf", "vllm"),
     "correction": ("auto", "none", *CORRECTIONS),
+    "sharding": ("ddp", "fsdp"),
 }
 """Allowed values of every named choice that is not a registry name."""
 

@@ -112,7 +112,7 @@ class TensorBoard:
 
     @staticmethod
     def key(k: str) -> str:
-        """The tag: TensorBoard tags allow ``[-/\w.]``; tensorboardX replaces anything else by ``_``
+        r"""The tag: TensorBoard tags allow ``[-/\w.]``; tensorboardX replaces anything else by ``_``
         on its own (``eval/pass@1`` -> ``eval/pass_1``), so both writers get the same tag from here."""
         return _TB_BAD.sub("_", k)
 

@@ -42,23 +42,28 @@ def resume_point(run_dir: Path, resume: bool) -> Path | None:
     return found
 
 
-def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_model=None, critic=None,
-         merged: bool = False) -> Path:
-    """Write checkpoint ``step`` atomically; ``merged``: a LoRA policy also as a full model in ``merged/``."""
+def save(run_dir: Path, step: int, model, tokenizer, state: dict[str, Any], ref_state: dict | None = None, critic=None,
+         merged: bool = False, weights: dict | None = None, critic_state: dict | None = None) -> Path:
+    """Write checkpoint ``step`` atomically; ``merged``: a LoRA policy also as a full model in ``merged/``.
+
+    ``weights``: the model's full state dict when ``model`` itself holds only shards (FSDP, see
+    :mod:`grpokit.train.sharding`), and ``critic_state`` the critic's; ``ref_state``: the reference
+    model's, when it moved (ref_reset_every).
+    """
     final = checkpoint_path(run_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **({"state_dict": weights} if weights is not None else {}))
         tokenizer.save_pretrained(tmp)
         if critic is not None:
-            save_critic(critic, tmp)
+            save_critic(critic, tmp, critic_state)
         if merged:
             save_merged(model, tokenizer, tmp / MERGED_DIR)
         full = {**state, "python_rng": random.getstate(), "torch_rng": torch.get_rng_state()}
-        if ref_model is not None:
-            full["ref_model"] = ref_model.state_dict()
+        if ref_state is not None:
+            full["ref_model"] = ref_state
         torch.save(full, tmp / "trainer_state.pt")
         _fsync_tree(tmp)
         faults.point("checkpointing", step)

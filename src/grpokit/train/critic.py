@@ -84,13 +84,15 @@ def count_params(module: nn.Module | None) -> int:
     return sum(p.numel() for p in {id(p): p for p in module.parameters() if p.requires_grad}.values())
 
 
-def save_critic(critic: ValueModel, folder: Path) -> Path:
-    """Write ``folder/critic/`` (weights as safetensors + which trunk kind); returns that folder."""
+def save_critic(critic: ValueModel, folder: Path, state: dict | None = None) -> Path:
+    """Write ``folder/critic/`` (weights as safetensors + which trunk kind); returns that folder.
+    ``state``: the full weights when ``critic`` holds only shards (FSDP)."""
     from safetensors.torch import save_file
 
     out = Path(folder) / CRITIC_DIR
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in critic.state_dict().items()}, str(out / _WEIGHTS))
+    state = critic.state_dict() if state is None else state
+    save_file({k: v.detach().contiguous() for k, v in state.items()}, str(out / _WEIGHTS))
     (out / _META).write_text(json.dumps({"trunk": "shared" if critic.shared else "separate"}) + "\n")
     return out
 

@@ -248,9 +248,9 @@ def check_supported(cfg, d: Dist) -> None:
         raise ValueError(f"dynamic sampling (dynamic_sampling_max_rounds={cfg.dynamic_sampling_max_rounds}) is not "
                          f"supported with {d.world} processes yet: each rank would refill a different number of "
                          "groups. Use one process, or dynamic_sampling_max_rounds 0")
-    if cfg.use_critic:
-        raise ValueError(f"PPO's critic is not supported with {d.world} processes yet: use one process, or a "
-                         "critic-free preset")
+    if cfg.use_critic and cfg.sharding == "fsdp" and cfg.critic_trunk == "shared":
+        raise ValueError("--sharding fsdp with --critic_trunk shared is not supported: the value head would call the "
+                         "policy's trunk past its FSDP root. Use --critic_trunk separate (the default), or --sharding ddp")
 
 
 class _NoWriter:
@@ -262,21 +262,32 @@ class _NoWriter:
 
 class FollowerSession:
     """A rank other than 0 inside a run: it steps with rank 0, which owns the run folder
-    (:class:`grpokit.train.session.RunSession`) and writes every file."""
+    (:class:`grpokit.train.session.RunSession`) and writes every file.
+
+    It calls ``save`` where rank 0 does (the step-0 checkpoint of a new run, ``save(step)``, the
+    last step at the end), because gathering sharded weights (FSDP) takes every rank; ``save``
+    writes nothing here. Ctrl-C reaching this rank is handled as on rank 0: the step in flight
+    finishes, and the loop's all-reduce of "should stop" stops every rank at the same step.
+    """
 
     def __init__(self, run_dir, resume_from):
         from pathlib import Path
 
-        self.dir, self.resume_from = Path(run_dir), resume_from
-        self.writer, self.step, self.total = _NoWriter(), 0, 0
+        from grpokit.train.interrupt import GracefulInterrupt
 
-    def begin(self, step: int, total: int, save, position=None, extra_config=None, trackers=None) -> None:
-        self.step, self.total = step, total
+        self.dir, self.resume_from = Path(run_dir), resume_from
+        self.writer, self.step, self.saved, self.total = _NoWriter(), 0, 0, 0
+        self._save = None
+        self._interrupt = GracefulInterrupt()
+
+    def begin(self, step: int, total: int, save, position=None, extra_config=None, trackers=None,
+              save_is_collective: bool = False) -> None:
+        self.step, self.saved, self.total, self._save = step, step, total, save
+        if self.resume_from is None:
+            self._save_now(step)
 
     def critical(self):
-        import contextlib
-
-        return contextlib.nullcontext()
+        return self._interrupt.deferred()
 
     def completed(self, step: int, metrics=None) -> None:
         self.step = step
@@ -285,21 +296,29 @@ class FollowerSession:
         pass
 
     def save(self, step: int):
-        return None
+        return self._save_now(step)
+
+    def _save_now(self, step: int):
+        self._save(step, None)
+        self.saved = step
 
     def should_stop(self, stop_after: int = 0) -> bool:
-        return bool(stop_after and self.step >= stop_after)
+        return self._interrupt.requested or bool(stop_after and self.step >= stop_after)
 
     def end(self) -> bool:
+        if self.step != self.saved:
+            self._save_now(self.step)
         return self.step >= self.total
 
     def finished(self) -> None:
         pass
 
     def __enter__(self):
+        self._interrupt.__enter__()
         return self
 
     def __exit__(self, *exc) -> bool:
+        self._interrupt.__exit__(*exc)
         return False
 
 
@@ -333,7 +352,10 @@ def torchrun_command(argv: list[str], *, nproc: int, nnodes: int = 1, rdzv_endpo
     if nnodes > 1 and not rdzv_endpoint:
         raise ValueError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT, the address every node can reach "
                          "(e.g. the first node's, 10.0.0.1:29400)")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc)]
+    # After a Ctrl-C torchrun gives the ranks --shutdown-timeout seconds (its default: 30) before SIGKILL;
+    # they need the rest of a step and a checkpoint, as long as a collective may take.
+    grace = str(int(float(os.environ.get(TIMEOUT_ENV, "1800"))))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--shutdown-timeout", grace, "--nproc-per-node", str(nproc)]
     if nnodes > 1:
         cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id]
     else:

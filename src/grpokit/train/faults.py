@@ -8,8 +8,10 @@
 
 KIND: ``kill`` (default; SIGKILL, no cleanup of any kind), ``sigint`` / ``sigint2`` (one or two
 Ctrl-C: SIGINT sent to the process itself), ``interrupt`` (a KeyboardInterrupt raised here),
-``error`` (a RuntimeError), ``disk`` (an OSError "No space left on device"). Unset, each point is one
-dictionary lookup. Used by tests/train/test_faults.py.
+``error`` (a RuntimeError), ``disk`` (an OSError "No space left on device"), ``pause`` (write this
+process's pid to the file ``$GRPOKIT_FAULT_MARKER``, then wait for a signal: a test sends Ctrl-C from
+outside at a known point, without sleeping). Unset, each point is one dictionary lookup. Used by
+tests/train/test_faults.py and tests/train/test_dist.py.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import signal
 
 ENV = "GRPOKIT_FAULT"
 RANK_ENV = "GRPOKIT_FAULT_RANK"
+MARKER_ENV = "GRPOKIT_FAULT_MARKER"
 """With several processes (torchrun): only the rank it names faults (default: every rank)."""
 PHASES = ("sampled", "updated", "logged", "checkpointing", "saved")
 
@@ -40,6 +43,13 @@ def point(phase: str, step: int) -> None:
     if kind in ("sigint", "sigint2"):
         for _ in range(1 if kind == "sigint" else 2):
             os.kill(os.getpid(), signal.SIGINT)
+        return
+    if kind == "pause":
+        marker = os.environ[MARKER_ENV]
+        with open(marker + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(marker + ".tmp", marker)  # whole or absent: the test reads the pid once it exists
+        signal.pause()  # returns once a signal's handler has run
         return
     if kind == "interrupt":
         raise KeyboardInterrupt

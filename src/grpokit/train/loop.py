@@ -45,7 +45,7 @@ from grpokit.algo.algorithm import Algorithm
 from grpokit.records import Example, Scores
 from grpokit.run_folder import RunWriter
 from grpokit.run_folder import trackers
-from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy
+from grpokit.train import checkpoint as ckpt, determinism, dist, faults, policy, sharding
 from grpokit.train.optim import adamw, check_schedule, lr_scheduler
 from grpokit.train.batch import TrainBatch
 from grpokit.train.critic import build_critic, count_params, load_critic
@@ -166,6 +166,20 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
         determinism.auto_threads(model)
         if d.active and not cfg.device.startswith("cuda"):  # the ranks on this node share its cores
             torch.set_num_threads(max(1, torch.get_num_threads() // d.local_world))
+    ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
+    fsdp = d.active and cfg.sharding == "fsdp"
+
+    compute = models.compute_dtype(model)
+
+    def place(m):  # FSDP2: this rank keeps its shard of every weight (reference: frozen, sharded too)
+        return sharding.shard(m, compute) if fsdp and m is not None else m
+
+    critic = None
+    if preset.use_critic:  # PPO: the value model GRPO removes (a copy of the trunk: made before sharding)
+        critic = build_critic(model, shared=cfg.critic_trunk == "shared")
+        if resume_from:
+            load_critic(critic, resume_from)
+    model, ref_model, critic = place(model), place(ref_model), place(critic)
     engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
     correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
     if engine_name == "vllm" and (cfg.lora_rank or d.active):
@@ -176,13 +190,9 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
                                         gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, seed=cfg.seed)
     else:
         engine = HFEngine(policy.engine_module(model), tokenizer)  # shares the policy's weights (adapters included)
-    ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
     optimizer = adamw(policy.trainable(model), lr=cfg.lr, betas=cfg.adam_betas, weight_decay=cfg.weight_decay)
-    critic = critic_optimizer = None
-    if preset.use_critic:  # PPO: the value model GRPO removes, with its own optimizer and learning rate
-        critic = build_critic(model, shared=cfg.critic_trunk == "shared")
-        if resume_from:
-            load_critic(critic, resume_from)
+    critic_optimizer = None
+    if critic is not None:  # with its own optimizer and learning rate
         critic_optimizer = adamw(critic.parameters(), lr=preset.critic_lr, betas=cfg.adam_betas,
                                  weight_decay=cfg.weight_decay)
     scheduler = lr_scheduler(optimizer, cfg.steps, cfg.warmup_steps, cfg.lr_schedule)
@@ -191,32 +201,44 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
     start_step = 0
     if resume_from:
         state = ckpt.load_state(resume_from)
-        optimizer.load_state_dict(state["optimizer"])
+        sharding.load_optimizer_state(model, optimizer, state["optimizer"])
         if critic_optimizer is not None:
-            critic_optimizer.load_state_dict(state["critic_optimizer"])
+            sharding.load_optimizer_state(critic, critic_optimizer, state["critic_optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.set_state(state["sampler"])
         data.load(state["data"])
         if ref_model is not None:
             if "ref_model" in state:  # the reference was reset to a later policy
-                ref_model.load_state_dict(state["ref_model"])
+                sharding.load_full_state_dict(ref_model, state["ref_model"])
             elif not policy.is_lora(model):  # the reference is still the starting model, not the checkpoint's
-                ref_model = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval().requires_grad_(False)
+                ref_model = place(models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, train=True)[0].eval()
+                                  .requires_grad_(False))
         start_step = state["step"]
 
     def position() -> dict:  # where the run is besides weights and optimizer; sampling the next step moves it
         return {"sampler": sampler.get_state(), "data": data.state()}
 
-    def save(step: int, at: dict) -> Path:
-        state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), **at}
-        if critic_optimizer is not None:
-            state["critic_optimizer"] = critic_optimizer.state_dict()
-        keep_ref = ref_model if (ref_model is not None and cfg.ref_reset_every) else None
+    def save(step: int, at: dict | None) -> Path | None:
+        """Rank 0 writes the checkpoint; under FSDP every rank calls this (gathering the full state is a collective)."""
+        weights = sharding.full_state_dict(model) if fsdp else None  # None: save_pretrained reads the model
+        opt_state = sharding.optimizer_state(model, optimizer)
+        keep_ref = None
+        if ref_model is not None and cfg.ref_reset_every:
+            keep_ref = sharding.full_state_dict(ref_model) if fsdp else ref_model.state_dict()
+        critic_weights = sharding.full_state_dict(critic) if fsdp and critic is not None else None
+        critic_opt = sharding.optimizer_state(critic, critic_optimizer) if critic is not None else None
+        if not d.main:
+            return None
+        state = {"step": step, "optimizer": opt_state, "scheduler": scheduler.state_dict(), **at}
+        if critic_opt is not None:
+            state["critic_optimizer"] = critic_opt
         return ckpt.save(run_dir, step, model, tokenizer, state, keep_ref, critic=critic,
-                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged)
+                         merged=cfg.lora_rank > 0 and cfg.lora_save_merged, weights=weights,
+                         critic_state=critic_weights)
 
     session.begin(start_step, cfg.steps, save, position,  # trackers: rank 0's, which logs for all
-                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)) if d.main else None)
+                  trackers=trackers.open_trackers(cfg.report_to, run_dir, to_dict(cfg)) if d.main else None,
+                  save_is_collective=fsdp)
     writer = session.writer
     params = SamplingParams(cfg.temperature, cfg.top_p, cfg.max_new_tokens)
 
@@ -235,12 +257,15 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
 
     def evaluate(step):
         """Held-out evaluation (greedy; plus pass@1 / cons@k over eval_samples), one eval.jsonl line (rank 0)."""
-        if cfg.eval_size <= 0 or not d.main:
+        if cfg.eval_size <= 0:
             return None
-        t0 = time.time()
-        engine.sync_weights(model)  # a separate sampler (vLLM) must see the latest optimizer step
-        res = evaluate_heldout(engine, tokenizer, task, task.heldout[:cfg.eval_size], eval_settings)
-        spent = time.time() - t0
+        with sharding.gathered(model):  # FSDP: every rank joins the all-gather; rank 0 evaluates alone
+            if not d.main:
+                return None
+            t0 = time.time()
+            engine.sync_weights(model)  # a separate sampler (vLLM) must see the latest optimizer step
+            res = evaluate_heldout(engine, tokenizer, task, task.heldout[:cfg.eval_size], eval_settings)
+            spent = time.time() - t0
         eval_clock["spent"] += spent
         rec = {**res.summary, "time/eval": spent, "eval_share": eval_clock["spent"] / (time.time() - eval_clock["start"])}
         writer.log_eval(step, rec)
@@ -300,7 +325,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
               f"Run folder: {run_dir}")
 
 
-SUMMED_METRICS = ("loss/policy", "groups/skipped_sequences", "throughput/tokens_per_s", "throughput/completions_per_s")
+SUMMED_METRICS = ("loss/policy", "loss/value", "groups/skipped_sequences", "throughput/tokens_per_s", "throughput/completions_per_s")
 """Metrics of a rank's share that add up over ranks (the losses are already divided by the global normaliser)."""
 MAXED_METRICS = ("memory/peak_mb", "time/step", "time/generate", "time/reward", "time/update", "time/logprobs",
                  "time/critic", "time/weight_sync", "mismatch/ratio_max")
@@ -320,8 +345,9 @@ def one_step(ctx: StepContext, step: int) -> dict:
     t0 = time.time()
     ctx.engine.sync_weights(policy.engine_module(learner.policy))
     data = dist.ShareOfStream(ctx.data, d) if d.active else ctx.data
-    got = sample_groups(ctx.engine, data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
-                        max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
+    with sharding.gathered(learner.policy):  # FSDP: the engine decodes with the full weights (see train.sharding)
+        got = sample_groups(ctx.engine, data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
+                            max_rounds=cfg.dynamic_sampling_max_rounds)  # B' <= B groups, N = B'*G sequences
     if d.active:
         dist.catch_up_noise(d, ctx.engine, ctx.sampler)
     examples, rollout = got.examples, got.rollout

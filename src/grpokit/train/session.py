@@ -37,9 +37,9 @@ from grpokit.run_folder import RunReader
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
-VOLATILE = (*RUN_INVOCATION, "progress", "threads", "report_to")
+VOLATILE = (*RUN_INVOCATION, "progress", "threads", "report_to", "sharding")
 """Config keys that may change on resume without ``--override``: they do not change what is computed
-(a change of the last three is still recorded; those of one invocation, ``RUN_INVOCATION``, are not)."""
+(a change of the last four is still recorded; those of one invocation, ``RUN_INVOCATION``, are not)."""
 
 
 class RunLocked(FileExistsError):
@@ -171,17 +171,23 @@ class RunSession:
         self._dirty = False  # inside the weight update: the state matches no step
         self._saving = False  # inside a checkpoint save
         self._interrupt = GracefulInterrupt()
+        self._collective = False  # saving needs every rank (see begin)
 
     # --- start ---
     def begin(self, step: int, total: int, save: Callable[[int, Any], Path], position: Callable[[], Any] = lambda: None,
-              extra_config: dict[str, Any] | None = None, trackers: list | None = None) -> None:
+              extra_config: dict[str, Any] | None = None, trackers: list | None = None,
+              save_is_collective: bool = False) -> None:
         """Start (or continue at ``step``) a run of ``total`` steps. ``save(step, position)`` writes a
         checkpoint; ``position()`` returns what it needs besides weights and optimizer (data order,
         sampler state), read when a step completes so a later stop saves that step's own state.
-        ``trackers`` (:func:`grpokit.run_folder.trackers.open_trackers`) get copies of the metrics."""
+        ``trackers`` (:func:`grpokit.run_folder.trackers.open_trackers`) get copies of the metrics.
+        ``save_is_collective``: every rank must join ``save`` (FSDP gathers the sharded weights), so
+        after an error or a second Ctrl-C, when the other ranks may not, nothing is saved: the last
+        checkpoint stays."""
         self.writer = RunWriter(self.dir, trackers)
         self.step = self.saved = step
         self.total, self._save, self._position = total, save, position
+        self._collective = save_is_collective
         self._at = position()
         if self.resume_from is not None:
             self.writer.truncate_after(step)
@@ -283,7 +289,8 @@ class RunSession:
             if self._pending is not None:  # stopped between the update and its log line (e.g. in evaluation)
                 self.writer.log_metrics(self.step, self._pending)
                 self._pending = None
-            if not self._dirty and not self._saving and self.step != self.saved:  # (a failed save is not retried)
+            if not self._dirty and not self._saving and not self._collective and self.step != self.saved:
+                # (a failed save is not retried; a collective one cannot count on the other ranks here)
                 print(f"Saved checkpoint {self._save_now(self.step)}", flush=True)
         except BaseException as e:  # a full disk at this save: the last checkpoint stays, the status says why
             error = (error + "; then " if error else "") + f"saving step {self.step} failed: {type(e).__name__}: {e}"

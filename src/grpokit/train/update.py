@@ -28,6 +28,7 @@ from grpokit.algo import sequence_kl, skippable_sequences, step_normalizer
 from grpokit.algo.algorithm import Algorithm
 from grpokit.train.dist import Dist
 from grpokit.train.policy import is_checkpointing
+from grpokit.train.sharding import gathered, is_sharded, pad_micro_steps
 from grpokit.train.batch import TrainBatch, group_logprobs, micro_batches, sequence_logprobs, sequence_values
 
 
@@ -123,8 +124,10 @@ def _is_groups(chunk: list[int], G: int) -> bool:
 def _logprobs(model, batch: TrainBatch, chunk: list[int], G: int, temp: float, entropy: bool = False):
     # The shared-prompt path keeps the prompt's KV cache in the graph; a checkpointed forward drops
     # caches, so it computes each sequence whole (same values and gradients, the prompt G times).
+    # So does an FSDP-sharded policy under gradient: one forward per micro-step on every rank.
+    one_pass = is_checkpointing(model) or (is_sharded(model) and torch.is_grad_enabled())
     with precision(model):
-        if G > 1 and _is_groups(chunk, G) and not is_checkpointing(model):
+        if G > 1 and _is_groups(chunk, G) and not one_pass:
             return group_logprobs(model, batch, chunk, G, temp, entropy=entropy)
         return sequence_logprobs(model, batch, chunk, temp, entropy=entropy)
 
@@ -171,7 +174,7 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
     trained = [i for i in range(N) if not skip[i]]
     u.res.skipped = N - len(trained)
     parts = _parts(N, preset.mini_batches or 1, d)
-    if trained:
+    if trained or is_sharded(learner.policy):  # (FSDP: every rank joins the all-gathers, rows or not)
         old_and_ref_logprobs(u, _chunks(trained, mask, G, size), old=cfg.mu > 1 or len(parts) > 1,  # the policy moves
                              ref=preset.loss_beta > 0)
         if mismatch is not None:  # learner log-probs under the sampler's top-p/top-k, if it truncates
@@ -186,7 +189,10 @@ def run_update(cfg, preset: Algorithm, learner: Learner, batch: TrainBatch, rewa
             learner.zero_grad()
             rec = _Recorder(batch, N) if on_update else None
             loss, v_loss, v_clip_tok = 0.0, 0.0, 0.0
-            for chunk in _chunks(rows, mask, G, size):
+            for chunk in pad_micro_steps(_chunks(rows, mask, G, size), d, learner.policy):
+                if chunk is None:  # FSDP: this rank has fewer micro-batches than another; it joins with a zero loss
+                    _idle_micro_step(u)
+                    continue
                 mb = _policy_micro_step(u, chunk, norm, entropy=epoch == 0)
                 loss += mb.loss
                 sums.add_micro(mb, last)
@@ -255,7 +261,9 @@ def old_and_ref_logprobs(u: _Update, chunks: list[list[int]], *, old: bool, ref:
     b, learner = u.batch, u.learner
     for wanted, name, model in ((old, "old_logp", learner.policy), (ref, "ref_logp", learner.ref)):
         if wanted and getattr(b, name) is None:
-            setattr(b, name, _table(lambda rows, m=model: _logprobs(m, b, rows, u.G, u.cfg.temperature)[0], b, chunks))
+            with gathered(model):  # FSDP: full weights for any number of passes (see train.sharding)
+                setattr(b, name, _table(lambda rows, m=model: _logprobs(m, b, rows, u.G, u.cfg.temperature)[0], b,
+                                        chunks))
     u.res.t_logprobs += time.time() - t0
 
 
@@ -267,11 +275,12 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
     if critic is not None:
         t0 = time.time()
         every = _chunks(list(range(len(batch))), mask, G, u.cfg.micro_batch_size)
-        with precision(u.learner.policy):
+        with precision(u.learner.policy), gathered(critic):
             batch.old_values = _table(lambda rows: sequence_values(critic, batch, rows)[0], batch, every)  # [N, T]
         u.res.t_critic += time.time() - t0
         token_kl = preset.kl(batch.old_logp, batch.ref_logp) if preset.reward_beta > 0 else None
-        adv, batch.returns = preset.critic_advantages(rewards, batch.old_values, mask, token_kl=token_kl)  # [N, T]
+        adv, batch.returns = critic_advantages_of_all_ranks(preset, u.dist, rewards, batch.old_values, mask,
+                                                            token_kl)  # [N, T] each
         skip = mask.sum(-1) == 0  # the value model learns from every sequence: skip only empty ones
     else:
         seq_kl = None
@@ -284,6 +293,24 @@ def _advantages(u: _Update, rewards: torch.Tensor, valid: torch.Tensor) -> torch
         skip = skippable_sequences(adv, mask, preset.loss_beta) | (mask.sum(-1) == 0)
     batch.advantages = u.res.advantages = adv
     return skip
+
+
+def critic_advantages_of_all_ranks(preset: Algorithm, d: Dist, rewards: torch.Tensor, values: torch.Tensor,
+                                   mask: torch.Tensor, token_kl: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``preset.critic_advantages`` over every rank's sequences, this rank's rows back: the whitening
+    of GAE's advantages is a statistic of the whole batch. Each rank's ``[N, T]`` tensors are padded
+    to the longest ``T`` of any rank first (masked positions: GAE and whitening ignore them)."""
+    if not d.active:
+        return preset.critic_advantages(rewards, values, mask, token_kl=token_kl)
+    N, T = mask.shape
+    Tmax = d.max(T)
+
+    def everyone(x):  # [N, T] -> [W*N, Tmax]
+        return None if x is None else d.cat(torch.cat([x, x.new_zeros(N, Tmax - T)], 1))
+
+    adv, returns = preset.critic_advantages(d.cat(rewards), everyone(values), everyone(mask), token_kl=everyone(token_kl))
+    rows = slice(d.rank * N, (d.rank + 1) * N)
+    return adv[rows, :T], returns[rows, :T]
 
 
 @dataclass
@@ -317,6 +344,17 @@ def _policy_micro_step(u: _Update, chunk: list[int], norm: float, *, entropy: bo
                   float((ent * cm).sum()) if ent is not None else None)
 
 
+def _idle_micro_step(u: _Update) -> None:
+    """A forward/backward with zero loss (one sequence): an FSDP rank with fewer micro-batches than
+    another still takes part in every all-gather and reduce-scatter; its gradient gains exactly 0."""
+    logp, _, _ = _logprobs(u.learner.policy, u.batch, [0], u.G, u.cfg.temperature)
+    (logp.sum() * 0.0).backward()
+    if u.learner.critic is not None:
+        with precision(u.learner.policy):
+            values, _ = sequence_values(u.learner.critic, u.batch, [0])
+        (values.sum() * 0.0).backward()
+
+
 def _critic_micro_step(u: _Update, mb: _Micro, norm: float) -> tuple[torch.Tensor, float, float]:
     """The preset's value loss on the rows of ``mb``; backward. Returns the values ``[n, T]``, the
     loss and the number of tokens whose value was clipped."""
@@ -339,10 +377,13 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
     critic = learner.critic
     if not rows:  # the gradient is exactly 0; AdamW still steps on it (momentum), as without skipping
         _zero_grads(learner.policy, critic)
-    u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
-    loss = u.dist.sum(loss)
-    gn = torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm)
-    cgn = torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm) if critic is not None else None
+    if not is_sharded(learner.policy):  # (FSDP reduce-scattered the gradients in backward)
+        u.dist.sum_grads(learner.policy.parameters())  # every rank's loss was divided by the global normaliser
+    if critic is not None and not is_sharded(critic):
+        u.dist.sum_grads(critic.parameters())
+    loss, v_loss = u.dist.sum(loss), u.dist.sum(v_loss)
+    gn = _full(torch.nn.utils.clip_grad_norm_(learner.policy.parameters(), max_norm))  # FSDP: over all shards
+    cgn = _full(torch.nn.utils.clip_grad_norm_(critic.parameters(), max_norm)) if critic is not None else None
     finite = all(math.isfinite(float(x)) for x in (loss, gn, v_loss, 0.0 if cgn is None else cgn))
     u.res.stepped.append(finite)
     if finite:
@@ -358,6 +399,11 @@ def _optimizer_step(u: _Update, rows: list[int], loss: float, v_loss: float, epo
             seen.update(value_loss=repr(v_loss), critic_grad_norm=repr(float(cgn)))
         u.res.nonfinite.append(seen)
     return float(gn), None if cgn is None else float(cgn)
+
+
+def _full(norm: torch.Tensor) -> torch.Tensor:
+    """A gradient norm as a plain tensor (FSDP returns a replicated DTensor)."""
+    return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
 
 
 @dataclass
