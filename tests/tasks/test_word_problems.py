@@ -88,12 +88,28 @@ def test_the_task_reward_grades_reference_answers_in_common_formats():
     assert s.per_fn["final_number"] == [1.0, 1.0, 0.0]
 
 
+def test_training_keeps_every_template_when_the_heldout_split_reserves_most_instances():
+    # Counts 2..10 and factors 2..6: the held-out split reserves most multiplication and division
+    # instances. Choosing the template first keeps the training mix uniform (choosing freely and
+    # rejecting reserved instances left training 83% subtraction and without any x or / problem).
+    t = load_task("word_problems1", hi=10, max_factor=6, heldout_size=100, train_size=1400)
+    counts = Counter(e.columns["template"] for e in t.train)
+    assert set(counts) == {tid for tid, (steps, _) in TEMPLATES.items() if steps == 1}
+    assert max(counts.values()) < 1.5 * min(counts.values())
+
+
+def test_a_template_the_heldout_split_exhausts_is_a_clear_error():
+    # Factors 2..5 give 10 multiplication instances; a 100-question held-out split takes them all.
+    with pytest.raises(ValueError, match="reserved every instance of template 'mul_groups'.*raise hi or max_factor"):
+        load_task("word_problems1", hi=10, max_factor=5, heldout_size=100)
+
+
 def test_unknown_template_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown word-problem templates"):
         load_task("word_problems", templates="add_more,nope")
 
 
-@pytest.mark.parametrize("name", ["word_problems.yaml", "word_problems_long.yaml"])
+@pytest.mark.parametrize("name", ["quickstart.yaml", "word_problems_long.yaml"])
 def test_shipped_configs_load_and_name_this_task(name):
     from pathlib import Path
 

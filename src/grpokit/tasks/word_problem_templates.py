@@ -215,13 +215,20 @@ def _hours_minutes(c: _Ctx):
     return q, 60 * h + extra, (h, extra)
 
 
-def generate(rng: random.Random, numbers: Numbers, steps: tuple[int, ...] = (1, 2),
-             distractor_rate: float = 0.3, templates: tuple[str, ...] | None = None) -> Problem:
-    """One problem from a template chosen uniformly among those with ``steps`` (or named in ``templates``)."""
+def template_pool(steps: tuple[int, ...] = (1, 2), templates: tuple[str, ...] | None = None) -> list[str]:
+    """The template ids with ``steps`` (and, if given, named in ``templates``)."""
     pool = [t for t, (s, _) in TEMPLATES.items() if s in steps and (templates is None or t in templates)]
     if not pool:
         raise ValueError(f"no word-problem template has steps {steps} among {templates}; known: {sorted(TEMPLATES)}")
-    tid = rng.choice(pool)
+    return pool
+
+
+def generate(rng: random.Random, numbers: Numbers, steps: tuple[int, ...] = (1, 2),
+             distractor_rate: float = 0.3, templates: tuple[str, ...] | None = None,
+             template_id: str | None = None) -> Problem:
+    """One problem from ``template_id``, or from a template chosen uniformly among those with
+    ``steps`` (or named in ``templates``)."""
+    tid = template_id or rng.choice(template_pool(steps, templates))
     n_steps, fn = TEMPLATES[tid]
     c = _Ctx(rng, numbers)
     question, answer, nums = fn(c)

@@ -17,7 +17,7 @@ import random
 
 from grpokit.records import Example
 from grpokit.tasks import Task, register
-from grpokit.tasks.word_problem_templates import TEMPLATES, Numbers, generate
+from grpokit.tasks.word_problem_templates import TEMPLATES, Numbers, generate, template_pool
 
 INSTRUCTION = "Think briefly, then give the final answer as a number."
 HELDOUT_SEED_OFFSET = 1_000_003
@@ -27,15 +27,34 @@ def _draw(name: str, part: str, seed: int, size: int, numbers: Numbers, steps: t
           distractor_rate: float, templates: tuple[str, ...] | None, skip: set, distinct: bool,
           max_tries_per_item: int = 50) -> tuple[list[Example], set]:
     """``size`` problems whose instance keys are not in ``skip`` (and, if ``distinct``, not repeated);
-    returns them and their keys. Fewer than ``size`` when the templates' numbers run out."""
+    returns them and their keys. Fewer than ``size`` when the templates' numbers run out.
+
+    With a ``skip`` set (the training split) each problem's template is chosen first, uniformly, and
+    only then an instance of it that ``skip`` leaves free: choosing freely and rejecting would starve
+    the templates whose few instances the held-out split reserved (with counts up to 10 and factors
+    up to 5, a 200-question held-out split left training without a single multiplication or division
+    problem). A template with no free instance at all is an error that names the fix."""
     rng = random.Random(f"{name}/{part}/{seed}")
+    pool = template_pool(steps, templates)
     out, keys = [], set()
+    tid = None
     for _ in range(size * max_tries_per_item):
         if len(out) == size:
             break
-        p = generate(rng, numbers, steps, distractor_rate, templates)
-        if p.key in skip or (distinct and p.key in keys):
+        if skip and tid is None:
+            tid = rng.choice(pool)
+        for _ in range(1000 if skip else 1):  # a template with few free instances still finds one
+            p = generate(rng, numbers, steps, distractor_rate, templates, template_id=tid)
+            if p.key not in skip and not (distinct and p.key in keys):
+                break
+        else:
+            if skip:
+                raise ValueError(
+                    f"{name}: the held-out split reserved every instance of template {tid!r} "
+                    f"(numbers {numbers.lo}..{numbers.hi}, factors 2..{numbers.max_factor}), so training has "
+                    f"none: raise hi or max_factor, lower heldout_size, or leave {tid!r} out of templates")
             continue
+        tid = None
         keys.add(p.key)
         out.append(Example(id=f"{name}-{part}-{len(out)}", question=p.question, answer=str(p.answer),
                            columns={"data_source": "word_problems", "template": p.key[0], "steps": p.steps}))
