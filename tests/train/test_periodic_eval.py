@@ -24,8 +24,12 @@ def _cfg(tiny_model, tmp_path, name, **kw):
     return make(overrides=base)
 
 
-def test_eval_lines_carry_greedy_pass_at_1_cons_and_time_share(tiny_model, tmp_path):
+def test_eval_lines_carry_greedy_pass_at_1_cons_and_time_share(tiny_model, tmp_path, capsys):
     run = train(_cfg(tiny_model, tmp_path, "ev", eval_every=1, eval_samples=2))
+    evals = RunReader(run).evals()
+    # The closing line gives greedy accuracy and pass@1 over the samples, before -> after.
+    assert (f"Held-out greedy accuracy: {evals[0]['greedy_acc']:.1%} before -> {evals[-1]['greedy_acc']:.1%} after; "
+            f"pass@1 over 2 samples: {evals[0]['pass@1']:.1%} before -> {evals[-1]['pass@1']:.1%} after") in capsys.readouterr().out
     evals = RunReader(run).evals()
     assert [e["step"] for e in evals] == [0, 1, 2]  # before, every step, after
     for e in evals:

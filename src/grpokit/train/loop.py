@@ -320,8 +320,10 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
     final_eval = evaluate(session.step)
     session.finished()
     if first_eval and final_eval:
-        print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after "
-              f"({session.step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). "
+        sampled = (f"; pass@1 over {cfg.eval_samples} samples: {first_eval['pass@1']:.1%} before -> "
+                   f"{final_eval['pass@1']:.1%} after" if "pass@1" in first_eval and "pass@1" in final_eval else "")
+        print(f"Held-out greedy accuracy: {first_eval['greedy_acc']:.1%} before -> {final_eval['greedy_acc']:.1%} after"
+              f"{sampled} ({session.step} steps; evaluation took {final_eval['eval_share']:.0%} of the run's time). "
               f"Run folder: {run_dir}")
 
 
