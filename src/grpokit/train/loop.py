@@ -429,6 +429,8 @@ def _step_metrics(ctx: StepContext, got, scores: Scores, batch: TrainBatch, upd,
         "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
         "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
         "time/critic": upd.t_critic, "time/step": t_upd - t0,
+        "time/prefill": getattr(ctx.engine, "last_prefill_s", None),  # part of time/generate (HF engine only)
+        "time/forward": upd.t_forward, "time/backward": upd.t_backward,  # the policy's, part of time/update
         "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
         "throughput/completions_per_s": len(batch) / (t_upd - t0),
         "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),
