@@ -19,6 +19,9 @@ layers, hidden size ``C``, ``H`` query heads and ``H_kv`` key/value heads of siz
     lm_head(position)   = 2 C V                                          only where logits are computed
     forward             = sum over tokens of linear + attention, plus lm_head at each scored position
     backward            = 2 x forward                                    gradients w.r.t. activations and weights
+                        = 1 x forward with LoRA                          (the frozen base needs no weight
+                                                                         gradients; the adapters' FLOPs are
+                                                                         left out, under 2% at rank 16)
 
 Per step, with ``P_b`` the prompt tokens of group ``b`` and ``l_i`` the tokens of completion ``i``:
 
@@ -83,10 +86,11 @@ def _prompt_keys(P: int) -> int:
     return P * (P + 1) // 2  # token k (1-based) of a causal prompt sees k keys
 
 
-def phase_flops(shape: Shape, groups: list[dict]) -> dict[str, float]:
-    """Useful forward FLOPs of one step's phases.
+def phase_flops(shape: Shape, groups: list[dict], lora: bool = False) -> dict[str, float]:
+    """Useful FLOPs of one step's phases.
 
-    ``groups``: one dict per group, ``{"P": prompt tokens, "lengths": [l_i], "trained": bool}``.
+    ``groups``: one dict per group, ``{"P": prompt tokens, "lengths": [l_i], "trained": bool}``;
+    ``lora``: the base is frozen, so the backward computes activation gradients only (1x forward).
     Returns ``{"prefill", "decode", "learner_fwd", "learner_bwd", "logprobs"}`` in FLOPs.
     """
     pre = dec = fwd = 0.0
@@ -99,7 +103,7 @@ def phase_flops(shape: Shape, groups: list[dict]) -> dict[str, float]:
         dec += body + sum(fed) * shape.lm_head()
         if g["trained"]:
             fwd += prompt + body + (sum(fed) + 1) * shape.lm_head()
-    return {"prefill": pre, "decode": dec, "learner_fwd": fwd, "learner_bwd": 2 * fwd, "logprobs": fwd}
+    return {"prefill": pre, "decode": dec, "learner_fwd": fwd, "learner_bwd": (1 if lora else 2) * fwd, "logprobs": fwd}
 
 
 def native_bf16() -> bool:
@@ -142,7 +146,8 @@ def step_groups(run_dir: str, step: int, tokenizer) -> list[dict]:
     return out
 
 
-def run_mfu(run_dir: str, shape: Shape, tokenizer, peak: float, steps: list[int] | None = None) -> dict:
+def run_mfu(run_dir: str, shape: Shape, tokenizer, peak: float, steps: list[int] | None = None,
+            lora: bool = False) -> dict:
     """Achieved FLOP/s and MFU of each phase over ``steps`` (default: all but the first) of a run."""
     from grpokit.run_folder import RunReader
 
@@ -152,7 +157,7 @@ def run_mfu(run_dir: str, shape: Shape, tokenizer, peak: float, steps: list[int]
     secs = dict.fromkeys(flops, 0.0)
     for s in steps:
         m = metrics[s]
-        for k, v in phase_flops(shape, step_groups(run_dir, s, tokenizer)).items():
+        for k, v in phase_flops(shape, step_groups(run_dir, s, tokenizer), lora).items():
             flops[k] += v
         pre = m.get("time/prefill") or 0.0
         secs["prefill"] += pre
@@ -202,7 +207,8 @@ def main() -> int:
         dtype = a.dtype or ("bf16" if models.pick_dtype(cfg.get("dtype", "auto"), torch.device("cpu")) == torch.bfloat16
                             else "fp32")
         peak = pk[dtype] or pk["fp32"]
-        rows = run_mfu(a.run, Shape.of(AutoConfig.from_pretrained(path)), AutoTokenizer.from_pretrained(path), peak)
+        rows = run_mfu(a.run, Shape.of(AutoConfig.from_pretrained(path)), AutoTokenizer.from_pretrained(path), peak,
+                       lora=bool(cfg.get("lora_rank")))
         print_mfu(rows, dtype)
         print(json.dumps(rows))
     return 0

@@ -53,3 +53,9 @@ def test_run_mfu_reads_a_run(tiny_model, tmp_path):
     assert {"prefill", "decode"} <= set(rows)
     for r in rows.values():
         assert r["seconds"] > 0 and r["gflop"] > 0 and r["mfu"] == pytest.approx(r["gflops"] / 1.0)
+
+
+def test_lora_backward_is_one_forward():
+    g = [{"P": 3, "lengths": [2, 3], "trained": True}]
+    full, lora = mfu.phase_flops(SHAPE, g), mfu.phase_flops(SHAPE, g, lora=True)
+    assert lora["learner_bwd"] == lora["learner_fwd"] == full["learner_fwd"]
