@@ -36,6 +36,26 @@ def test_fast_decode_matches_hf_forward(tiny_model):
             assert torch.allclose(got[t], want, atol=1e-4), t
 
 
+def test_weights_cast_once_give_the_autocast_logits(tiny_model):
+    """Under bf16 autocast, weights cast once per generate call == autocast casting them at every product."""
+    model, _ = _load(tiny_model)
+    torch.manual_seed(0)
+    ids, pos = torch.randint(5, 60, (4, 6)), torch.arange(6).repeat(4, 1)
+    weights = fast_decode.cast_weights(model, torch.bfloat16)
+    assert len(weights) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert all(w.dtype == torch.bfloat16 for w in weights.values())
+    got = []
+    for w in (None, weights):
+        cache = fast_decode.StaticCache(model, 4, 8, torch.bfloat16, "cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = [fast_decode.forward(model, ids, pos, torch.ones(4, 6, dtype=torch.bool), cache, w)]
+            out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(4, 1, dtype=torch.bool), cache, w))
+        got.append(out)
+    for a, b in zip(*got):
+        assert torch.equal(a, b)
+    assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
+
+
 def test_fast_and_hf_paths_sample_the_same_tokens(tiny_model):
     model, tok = _load(tiny_model)
     prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]

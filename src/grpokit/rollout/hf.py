@@ -176,10 +176,12 @@ class HFEngine:
         B, P = ids.shape
         N = len(index)
         dtype = models.compute_dtype(self.model)
+        # Under autocast, weights cast once here instead of at every product of every decode step.
+        weights = fast_decode.cast_weights(self.model, dtype) if torch.is_autocast_enabled(ids.device.type) else None
         t0 = time.perf_counter()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
         prompt_cache = fast_decode.StaticCache(self.model, B, P, dtype, ids.device)
-        logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache)  # [B, V]
+        logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache, weights)  # [B, V]
         cache = prompt_cache.expand(index, P + params.max_new_tokens)
         del prompt_cache
         self.last_prefill_s = time.perf_counter() - t0
@@ -187,7 +189,7 @@ class HFEngine:
 
         def advance(tok, t):
             ones = torch.ones(len(tok), 1, dtype=torch.bool, device=tok.device)
-            return fast_decode.forward(self.model, tok[:, None], state["pos"] + t, ones, cache)
+            return fast_decode.forward(self.model, tok[:, None], state["pos"] + t, ones, cache, weights)
 
         def compact(keep):
             cache.select(keep)
