@@ -49,7 +49,7 @@ def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tenso
 
 
 def head_logprobs(hidden: torch.Tensor, weight: torch.Tensor, token_ids: torch.Tensor, temperature: float = 1.0,
-                  *, bias: torch.Tensor | None = None, entropy: bool = False, chunk: int = 64):
+                  *, bias: torch.Tensor | None = None, entropy: bool = False, chunk: int = 128):
     """:func:`selective_logprobs` (and :func:`token_entropy`) of the output layer applied to ``hidden``,
     ``chunk`` positions at a time, so the ``[M, V]`` logits never exist at once.
 
@@ -64,7 +64,8 @@ def head_logprobs(hidden: torch.Tensor, weight: torch.Tensor, token_ids: torch.T
         token_ids: ``[M]`` long, the token each position is scored on.
         temperature: the sampling temperature (> 0).
         entropy: also return the entropy of each position's distribution (no gradient).
-        chunk: positions per product; ``[64, V]`` float32 is 12.6 MB for a 49k vocabulary.
+        chunk: positions per product; ``[128, V]`` float32 is 25 MB for a 49k vocabulary (64 was
+            12% slower for SmolLM2: more, thinner weight-gradient products, each added to the grad).
 
     Returns:
         ``(logp [M] float32, differentiable w.r.t. hidden and weight; entropy [M] float32 or None)``.
