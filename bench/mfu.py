@@ -128,9 +128,10 @@ def matmul_peak(dtype: torch.dtype, n: int = PEAK_N, seconds: float = 1.5) -> fl
     return best
 
 
-def peaks() -> dict[str, float | None]:
-    """``{"fp32": FLOP/s, "bf16": FLOP/s or None (not native here)}`` at torch's current thread count."""
-    return {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16) if native_bf16() else None}
+def peaks() -> dict[str, float | int | None]:
+    """``{"fp32": FLOP/s, "bf16": FLOP/s or None (not native here), "threads": n}`` at torch's current thread count."""
+    return {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16) if native_bf16() else None,
+            "threads": torch.get_num_threads()}
 
 
 def step_groups(run_dir: str, step: int, tokenizer) -> list[dict]:
@@ -177,7 +178,7 @@ def run_mfu(run_dir: str, shape: Shape, tokenizer, peak: float, steps: list[int]
 
 def print_peaks(p: dict) -> None:
     bf = f"{p['bf16'] / 1e9:.1f} GFLOP/s" if p["bf16"] else "not native on this CPU (not measured)"
-    print(f"matmul peak ({PEAK_N}^3, {torch.get_num_threads()} threads): fp32 {p['fp32'] / 1e9:.1f} GFLOP/s, bf16 {bf}")
+    print(f"matmul peak ({PEAK_N}^3, {p['threads']} threads): fp32 {p['fp32'] / 1e9:.1f} GFLOP/s, bf16 {bf}")
 
 
 def print_mfu(rows: dict, peak_name: str) -> None:
