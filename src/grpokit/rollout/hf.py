@@ -76,8 +76,8 @@ class HFEngine:
         self.draws = 0
         """Noise blocks drawn by the last :meth:`generate` (one per decoded token position)."""
         self._vocab = None
-        self.last_prefill_s: float | None = None
-        """Seconds the last :meth:`generate` spent on the prompts' forward pass (the rest is decoding)."""
+        self.prefill_s = 0.0
+        """Seconds spent so far on the prompts' forward passes (the rest of generating is decoding)."""
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -184,7 +184,7 @@ class HFEngine:
         logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache, weights)  # [B, V]
         cache = prompt_cache.expand(index, P + params.max_new_tokens)
         del prompt_cache
-        self.last_prefill_s = time.perf_counter() - t0
+        self.prefill_s += time.perf_counter() - t0
         state = {"pos": positions[:, -1:].index_select(0, index) + 1}  # [n, 1] next rotary position
 
         def advance(tok, t):
@@ -208,7 +208,7 @@ class HFEngine:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{kw: cache})
         cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else cache
         cache.batch_repeat_interleave(N // ids.shape[0])
-        self.last_prefill_s = time.perf_counter() - t0
+        self.prefill_s += time.perf_counter() - t0
         attn = mask.index_select(0, index)
         next_pos = positions[:, -1:].index_select(0, index) + 1
         state = {"attn": attn}

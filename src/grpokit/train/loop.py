@@ -337,6 +337,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
     cfg, preset, learner, writer, d = ctx.cfg, ctx.preset, ctx.learner, ctx.writer, ctx.dist
     B, G = cfg.prompts_per_step // d.world, cfg.group_size  # this rank's share of the step's prompts
     t0 = time.time()
+    prefill0 = getattr(ctx.engine, "prefill_s", None)  # the HF engine counts its prompts' forward time
     ctx.engine.sync_weights(policy.engine_module(learner.policy))
     data = dist.ShareOfStream(ctx.data, d) if d.active else ctx.data
     got = sample_groups(ctx.engine, data, ctx.prompt_text, ctx.reward_specs, ctx.params, ctx.sampler, B, G,
@@ -353,6 +354,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
     if nonfinite:
         print(f"step {step}: {len(nonfinite)} non-finite reward(s) (NaN/inf) treated as unscorable; see events.log",
               file=sys.stderr, flush=True)
+    t_prefill = None if prefill0 is None else ctx.engine.prefill_s - prefill0
     cache = preset.overlong_cache_tokens(cfg.max_new_tokens)
     if cache is not None:  # DAPO's soft overlong punishment: one more reward term
         scores = add_overlong_penalty(scores, rollout.lengths, cfg.max_new_tokens, cache)
@@ -387,6 +389,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
             ctx.skipped_in_a_row = 0 if stepped else ctx.skipped_in_a_row + 1
 
         metrics = _step_metrics(ctx, got, scores, batch, upd, lr, t0, t_rew, t_upd)
+        metrics["time/prefill"] = t_prefill  # part of time/generate (None: the engine does not report it)
         metrics["reward/nonfinite"] = len(nonfinite)
         Bk = len(examples)
         correct = _correct(scores, ctx.reward_specs, ctx.correctness)
@@ -429,7 +432,6 @@ def _step_metrics(ctx: StepContext, got, scores: Scores, batch: TrainBatch, upd,
         "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
         "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
         "time/critic": upd.t_critic, "time/step": t_upd - t0,
-        "time/prefill": getattr(ctx.engine, "last_prefill_s", None),  # part of time/generate (HF engine only)
         "time/forward": upd.t_forward, "time/backward": upd.t_backward,  # the policy's, part of time/update
         "throughput/tokens_per_s": float(lengths.sum()) / (t_upd - t0),
         "throughput/completions_per_s": len(batch) / (t_upd - t0),
