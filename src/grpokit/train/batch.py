@@ -73,7 +73,8 @@ def sequence_logprobs(model, batch: TrainBatch, rows: list[int], temperature: fl
     """Per-token log-probs of the completion tokens of ``rows`` under ``model``.
 
     Padding columns shared by all selected rows are cut first (left of the prompts, right of the
-    completions), and logits are computed only where completion tokens are predicted.
+    completions), and logits are computed only where completion tokens are predicted (for
+    :func:`split_head` architectures a chunk of positions at a time, :func:`grpokit.algo.head_logprobs`).
 
     Returns:
         ``(logp [n, T], mask [n, T], entropy [n, T] or None)`` with ``T`` trimmed to the longest
@@ -81,9 +82,18 @@ def sequence_logprobs(model, batch: TrainBatch, rows: list[int], temperature: fl
     """
     device = next(model.parameters()).device
     ids, attn, positions, t_len, cm = _inputs(batch, rows, device)
+    c_ids = ids[:, -t_len:]
+    split = split_head(model)
+    if split is not None:  # the head a chunk of positions at a time (no [n, T, V] logits)
+        decoder, head = split
+        hidden = decoder(input_ids=ids, attention_mask=attn, position_ids=positions,
+                         use_cache=False).last_hidden_state[:, -(t_len + 1):-1]  # [n, T, C]: j predicts token j
+        n = hidden.shape[0]
+        logp, ent = head_logprobs(hidden.reshape(n * t_len, -1), head.weight, c_ids.reshape(-1), temperature,
+                                  bias=head.bias, entropy=entropy)
+        return logp.view(n, t_len), cm, None if ent is None else ent.view(n, t_len)
     out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t_len + 1, use_cache=False)
     logits = out.logits[:, :-1]  # [n, T, V]: position j predicts completion token j
-    c_ids = ids[:, -t_len:]
     logp = selective_logprobs(logits, c_ids, temperature)
     ent = token_entropy(logits, temperature) if entropy else None
     return logp, cm, ent
