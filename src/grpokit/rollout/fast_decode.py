@@ -75,8 +75,33 @@ def cast_weights(model, dtype: torch.dtype) -> dict:
     products the very same bf16 values, so the tokens do not change. Empty when the weights are
     already in ``dtype``.
     """
+    adapters = {id(m) for layer in model.modules() if _is_lora(layer)
+                for d in (layer.lora_A, layer.lora_B) for m in d.values()}  # called as modules, not here
     return {lin: lin.weight.detach().to(dtype) for lin in model.modules()
-            if isinstance(lin, torch.nn.Linear) and lin.weight.dtype != dtype}
+            if isinstance(lin, torch.nn.Linear) and lin.weight.dtype != dtype and id(lin) not in adapters}
+
+
+def _is_lora(lin) -> bool:
+    """A PEFT LoRA ``Linear`` wrapping an ``nn.Linear`` (``base_layer``) with ``lora_A``/``lora_B`` adapters."""
+    return (hasattr(lin, "lora_A") and hasattr(lin, "lora_B") and isinstance(getattr(lin, "base_layer", None), torch.nn.Linear)
+            and isinstance(getattr(lin, "lora_variant", None), dict))
+
+
+def _lora_linear(x: torch.Tensor, lin, weights: dict | None) -> torch.Tensor:
+    """PEFT's LoRA ``Linear.forward`` (peft 0.17-0.21) with the base product through :func:`_linear`:
+    ``base(x) + sum over active adapters of B(A(dropout(x))) * scaling``, in the same order.
+    Variants (DoRA, ...) and mixed-adapter batches go through the module itself."""
+    if lin.disable_adapters or lin.merged:
+        return _linear(x, lin.base_layer, weights)
+    active = [a for a in lin.active_adapters if a in lin.lora_A.keys()]
+    if any(a in lin.lora_variant for a in active):
+        return lin(x)
+    result = _linear(x, lin.base_layer, weights)
+    dtype = result.dtype
+    for a in active:
+        x = lin._cast_input_dtype(x, lin.lora_A[a].weight.dtype)
+        result = result + lin.lora_B[a](lin.lora_A[a](lin.lora_dropout[a](x))) * lin.scaling[a]
+    return result.to(dtype)
 
 
 # Below this many rows a CPU matmul is faster as ``W @ x.T`` than as ``x @ W.T`` (MKL picks a
@@ -89,7 +114,7 @@ def _linear(x: torch.Tensor, lin, weights: dict | None = None) -> torch.Tensor:
     """``lin(x)`` for an ``nn.Linear``, through the faster product for a few rows on a CPU, with
     its weight from ``weights`` (:func:`cast_weights`) where it has one."""
     if not isinstance(lin, torch.nn.Linear):
-        return lin(x)
+        return _lora_linear(x, lin, weights) if _is_lora(lin) else lin(x)
     w = weights.get(lin, lin.weight) if weights else lin.weight
     rows = x.numel() // x.shape[-1]
     if x.device.type != "cpu" or rows > _THIN_ROWS:
