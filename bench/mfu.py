@@ -134,8 +134,12 @@ def peaks() -> dict[str, float | int | None]:
             "threads": torch.get_num_threads()}
 
 
-def step_groups(run_dir: str, step: int, tokenizer) -> list[dict]:
-    """The groups of one logged step as :func:`phase_flops` wants them (prompt re-tokenised as the engine does)."""
+def step_groups(run_dir: str, step: int, tokenizer, skipped: int = 0) -> list[dict]:
+    """The groups of one logged step as :func:`phase_flops` wants them (prompt re-tokenised as the engine does).
+
+    ``skipped``: the step's ``groups/skipped_sequences``; when some were skipped, a group counts as
+    trained when any of its advantages is non-zero (what grpokit skips at beta 0), else all are.
+    """
     from grpokit.run_folder import RunReader
 
     out = []
@@ -143,7 +147,7 @@ def step_groups(run_dir: str, step: int, tokenizer) -> list[dict]:
         comps = g["completions"]
         out.append({"P": len(tokenizer(g["prompt"], add_special_tokens=False)["input_ids"]),
                     "lengths": [c["length"] for c in comps],
-                    "trained": any(c.get("advantage") not in (0, 0.0, None) for c in comps)})
+                    "trained": not skipped or any(c.get("advantage") not in (0, 0.0, None) for c in comps)})
     return out
 
 
@@ -158,7 +162,8 @@ def run_mfu(run_dir: str, shape: Shape, tokenizer, peak: float, steps: list[int]
     secs = dict.fromkeys(flops, 0.0)
     for s in steps:
         m = metrics[s]
-        for k, v in phase_flops(shape, step_groups(run_dir, s, tokenizer), lora).items():
+        for k, v in phase_flops(shape, step_groups(run_dir, s, tokenizer, m.get("groups/skipped_sequences", 0)),
+                                lora).items():
             flops[k] += v
         pre = m.get("time/prefill") or 0.0
         secs["prefill"] += pre
