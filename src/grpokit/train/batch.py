@@ -163,7 +163,17 @@ def split_head(model):
     head, decoder = getattr(base, "lm_head", None), getattr(base, "model", None)
     if getattr(cfg, "model_type", None) not in PLAIN_HEAD or not isinstance(head, torch.nn.Linear) or decoder is None:
         return None
+    if _sharded(model) or _sharded(base):  # FSDP gathers the root's weights (head, norm) in the root's forward only
+        return None
     return decoder, head
+
+
+def _sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed support shards nothing
+        return False
+    return isinstance(model, FSDPModule)
 
 
 def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, temperature: float, *, entropy: bool = False):
