@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from grpokit.algo.logprobs import selective_logprobs, token_entropy
+from grpokit.algo.logprobs import head_logprobs, selective_logprobs, token_entropy
 
 # one position, vocab 2, logits [0, ln 3]: softmax [0.25, 0.75]
 LOGITS = torch.tensor([[[0.0, math.log(3.0)]]])
@@ -33,3 +33,20 @@ def test_selective_logprobs_carries_the_gradient():
     selective_logprobs(logits, torch.tensor([[1]])).sum().backward()
     # d log softmax_1 / d z = onehot(1) - softmax = [-0.25, 0.25]
     torch.testing.assert_close(logits.grad, torch.tensor([[[-0.25, 0.25]]]))
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_head_logprobs_equals_the_whole_product(chunk):
+    """Chunked output layer == logits of the whole product, values, entropies and gradients."""
+    torch.manual_seed(0)
+    h, w, bias = torch.randn(7, 5, requires_grad=True), torch.randn(11, 5, requires_grad=True), torch.randn(11)
+    y = torch.randint(0, 11, (7,))
+    logp, ent = head_logprobs(h, w, y, 0.7, bias=bias, entropy=True, chunk=chunk)
+    grads = torch.autograd.grad(logp.sum(), (h, w))
+    logits = torch.nn.functional.linear(h, w, bias)[None]
+    want = selective_logprobs(logits, y[None], 0.7)[0]
+    want_grads = torch.autograd.grad(want.sum(), (h, w))
+    assert torch.allclose(logp, want, rtol=0, atol=1e-6)
+    assert torch.allclose(ent, token_entropy(logits, 0.7)[0], rtol=0, atol=1e-6)
+    for g, wg in zip(grads, want_grads):
+        assert torch.allclose(g, wg, rtol=0, atol=1e-6)

@@ -1,5 +1,6 @@
 """The rollout engine: exact against the Hugging Face forward, masks up to and including EOS."""
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -34,6 +35,26 @@ def test_fast_decode_matches_hf_forward(tiny_model):
             fatt = torch.cat([att, torch.ones(3, t, dtype=torch.long)], 1)
             want = model(input_ids=full, attention_mask=fatt, position_ids=(fatt.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
             assert torch.allclose(got[t], want, atol=1e-4), t
+
+
+def test_weights_cast_once_give_the_autocast_logits(tiny_model):
+    """Under bf16 autocast, weights cast once per generate call == autocast casting them at every product."""
+    model, _ = _load(tiny_model)
+    torch.manual_seed(0)
+    ids, pos = torch.randint(5, 60, (4, 6)), torch.arange(6).repeat(4, 1)
+    weights = fast_decode.cast_weights(model, torch.bfloat16)
+    assert len(weights) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert all(w.dtype == torch.bfloat16 for w in weights.values())
+    got = []
+    for w in (None, weights):
+        cache = fast_decode.StaticCache(model, 4, 8, torch.bfloat16, "cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = [fast_decode.forward(model, ids, pos, torch.ones(4, 6, dtype=torch.bool), cache, w)]
+            out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(4, 1, dtype=torch.bool), cache, w))
+        got.append(out)
+    for a, b in zip(*got):
+        assert torch.equal(a, b)
+    assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
 
 
 def test_fast_and_hf_paths_sample_the_same_tokens(tiny_model):
@@ -91,3 +112,27 @@ def test_dropping_finished_rows_does_not_change_samples(tiny_model):
     assert len(set(lengths)) > 2, "the test needs rows of different lengths"
     assert torch.equal(a.completion_ids, b.completion_ids) and a.completions == b.completions
     assert torch.allclose(a.sample_logp, b.sample_logp, atol=1e-4)
+
+
+def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
+    """LoRA layers decode through the lean path (base product + adapters) with PEFT's values and tokens."""
+    peft = pytest.importorskip("peft")
+    model, tok = _load(tiny_model)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                        task_type="CAUSAL_LM")).get_base_model()
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:  # B starts at zero: make the adapters change the outputs
+            p.data.normal_(0, 0.5)
+    assert any(fast_decode._is_lora(m) for m in model.modules())
+    ids, pos = torch.randint(5, 60, (3, 6)), torch.arange(6).repeat(3, 1)
+    cache = fast_decode.StaticCache(model, 3, 6, torch.float32, "cpu")
+    got = fast_decode.forward(model, ids, pos, torch.ones(3, 6, dtype=torch.bool), cache)
+    with torch.no_grad():
+        want = model(input_ids=ids, position_ids=pos).logits[:, -1]
+    assert torch.allclose(got, want, atol=1e-4)
+    prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    a = HFEngine(model, tok, fast=True).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    b = HFEngine(model, tok, fast=False).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    assert torch.equal(a.completion_ids, b.completion_ids)

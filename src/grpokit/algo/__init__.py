@@ -22,7 +22,7 @@ from grpokit.algo.correction import (
     truncated_logprobs,
 )
 from grpokit.algo.kl import KL_ESTIMATORS, kl_k1, kl_k2, sequence_kl
-from grpokit.algo.logprobs import selective_logprobs, token_entropy
+from grpokit.algo.logprobs import head_logprobs, selective_logprobs, token_entropy
 from grpokit.algo.losses import (
     POLICY_LOSSES,
     aggregate,
@@ -57,6 +57,7 @@ __all__ = [
     "get_preset",
     "group_advantages",
     "gspo_loss",
+    "head_logprobs",
     "informative_groups",
     "kl_k1",
     "kl_k2",

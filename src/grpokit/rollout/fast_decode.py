@@ -66,28 +66,70 @@ class StaticCache:
         return new
 
 
+def cast_weights(model, dtype: torch.dtype) -> dict:
+    """The ``nn.Linear`` weights of ``model`` cast to ``dtype`` once, for :func:`forward`'s ``weights``.
+
+    Under autocast (fp32 weights, bf16 compute) every product casts its weight again, and a decode
+    step is one product per weight: on a CPU the casts cost more than the bf16 products (SmolLM2,
+    16 rows: 60% of a decode step was weight copies). Casting once per :meth:`generate` gives the
+    products the very same bf16 values, so the tokens do not change. Empty when the weights are
+    already in ``dtype``.
+    """
+    adapters = {id(m) for layer in model.modules() if _is_lora(layer)
+                for d in (layer.lora_A, layer.lora_B) for m in d.values()}  # called as modules, not here
+    return {lin: lin.weight.detach().to(dtype) for lin in model.modules()
+            if isinstance(lin, torch.nn.Linear) and lin.weight.dtype != dtype and id(lin) not in adapters}
+
+
+def _is_lora(lin) -> bool:
+    """A PEFT LoRA ``Linear`` wrapping an ``nn.Linear`` (``base_layer``) with ``lora_A``/``lora_B`` adapters."""
+    return (hasattr(lin, "lora_A") and hasattr(lin, "lora_B") and isinstance(getattr(lin, "base_layer", None), torch.nn.Linear)
+            and isinstance(getattr(lin, "lora_variant", None), dict))
+
+
+def _lora_linear(x: torch.Tensor, lin, weights: dict | None) -> torch.Tensor:
+    """PEFT's LoRA ``Linear.forward`` (peft 0.17-0.21) with the base product through :func:`_linear`:
+    ``base(x) + sum over active adapters of B(A(dropout(x))) * scaling``, in the same order.
+    Variants (DoRA, ...) and mixed-adapter batches go through the module itself."""
+    if lin.disable_adapters or lin.merged:
+        return _linear(x, lin.base_layer, weights)
+    active = [a for a in lin.active_adapters if a in lin.lora_A.keys()]
+    if any(a in lin.lora_variant for a in active):
+        return lin(x)
+    result = _linear(x, lin.base_layer, weights)
+    dtype = result.dtype
+    for a in active:
+        x = lin._cast_input_dtype(x, lin.lora_A[a].weight.dtype)
+        result = result + lin.lora_B[a](lin.lora_A[a](lin.lora_dropout[a](x))) * lin.scaling[a]
+    return result.to(dtype)
+
+
 # Below this many rows a CPU matmul is faster as ``W @ x.T`` than as ``x @ W.T`` (MKL picks a
 # better kernel for a tall-thin product: 25 ms instead of 50 ms for SmolLM2's [49152, 576] head at
 # 16 rows, 15% less for its layer weights). The products are the same dot products.
 _THIN_ROWS = 64
 
 
-def _linear(x: torch.Tensor, lin) -> torch.Tensor:
-    """``lin(x)`` for an ``nn.Linear``, through the faster product for a few rows on a CPU."""
+def _linear(x: torch.Tensor, lin, weights: dict | None = None) -> torch.Tensor:
+    """``lin(x)`` for an ``nn.Linear``, through the faster product for a few rows on a CPU, with
+    its weight from ``weights`` (:func:`cast_weights`) where it has one."""
+    if not isinstance(lin, torch.nn.Linear):
+        return _lora_linear(x, lin, weights) if _is_lora(lin) else lin(x)
+    w = weights.get(lin, lin.weight) if weights else lin.weight
     rows = x.numel() // x.shape[-1]
-    if x.device.type != "cpu" or rows > _THIN_ROWS or not isinstance(lin, torch.nn.Linear):
-        return lin(x)
-    y = (lin.weight @ x.reshape(rows, -1).t()).t().contiguous()
+    if x.device.type != "cpu" or rows > _THIN_ROWS:
+        return F.linear(x, w, lin.bias)
+    y = (w @ x.reshape(rows, -1).t()).t().contiguous()
     if lin.bias is not None:
         y = y + lin.bias
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
-def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
+def _mlp(mlp, x: torch.Tensor, w: dict | None) -> torch.Tensor:
     """The gated MLP ``down(act(gate(x)) * up(x))`` of Llama/Qwen2/Mistral with :func:`_linear`."""
     if not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
         return mlp(x)
-    return _linear(mlp.act_fn(_linear(x, mlp.gate_proj)) * _linear(x, mlp.up_proj), mlp.down_proj)
+    return _linear(mlp.act_fn(_linear(x, mlp.gate_proj, w)) * _linear(x, mlp.up_proj, w), mlp.down_proj, w)
 
 
 def _rotate_half(x):
@@ -96,7 +138,8 @@ def _rotate_half(x):
 
 
 @torch.inference_mode()
-def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torch.Tensor, cache: StaticCache,
+            weights: dict | None = None) -> torch.Tensor:
     """Run ``L`` new tokens per row through the model, appending their keys/values to ``cache``.
 
     Args:
@@ -104,6 +147,7 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
         positions: ``[N, L]`` rotary positions of those tokens.
         valid: ``[N, L]`` bool, False for padding (never attended to).
         cache: written in place at ``[cache.length, cache.length + L)``.
+        weights: :func:`cast_weights` of the model under autocast (same values, cast once).
 
     Returns:
         ``[N, V]`` logits of the last new token of each row.
@@ -128,9 +172,9 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
     for i, layer in enumerate(inner.layers):
         attn = layer.self_attn
         y = layer.input_layernorm(x)
-        q = _linear(y, attn.q_proj).view(n, L, h, d).transpose(1, 2)
-        k = _linear(y, attn.k_proj).view(n, L, h_kv, d).transpose(1, 2)
-        v = _linear(y, attn.v_proj).view(n, L, h_kv, d).transpose(1, 2)
+        q = _linear(y, attn.q_proj, weights).view(n, L, h, d).transpose(1, 2)
+        k = _linear(y, attn.k_proj, weights).view(n, L, h_kv, d).transpose(1, 2)
+        v = _linear(y, attn.v_proj, weights).view(n, L, h_kv, d).transpose(1, 2)
         q = q * cos + _rotate_half(q) * sin
         k = k * cos + _rotate_half(k) * sin
         cache.k[i][:, :, start:end] = k
@@ -138,8 +182,8 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
         q = q.to(cache.k[i].dtype)  # under autocast q may come out in fp32 (rotary tables), the cache in bf16
         o = F.scaled_dot_product_attention(q, cache.k[i][:, :, :end], cache.v[i][:, :, :end], attn_mask=mask,
                                            scale=attn.scaling, enable_gqa=h != h_kv)
-        x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj)
-        x = x + _mlp(layer.mlp, layer.post_attention_layernorm(x))
+        x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj, weights)
+        x = x + _mlp(layer.mlp, layer.post_attention_layernorm(x), weights)
     cache.length = end
     last = inner.norm(x[:, -1])  # [N, C]
-    return _linear(last, model.lm_head)
+    return _linear(last, model.lm_head, weights)

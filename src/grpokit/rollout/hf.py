@@ -8,6 +8,8 @@ architectures use the model's own forward with its dynamic cache.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from grpokit import models
@@ -74,6 +76,8 @@ class HFEngine:
         self.draws = 0
         """Noise blocks drawn by the last :meth:`generate` (one per decoded token position)."""
         self._vocab = None
+        self.prefill_s = 0.0
+        """Seconds spent so far on the prompts' forward passes (the rest of generating is decoding)."""
 
     def sync_weights(self, model) -> None:
         self.model = model
@@ -172,16 +176,20 @@ class HFEngine:
         B, P = ids.shape
         N = len(index)
         dtype = models.compute_dtype(self.model)
+        # Under autocast, weights cast once here instead of at every product of every decode step.
+        weights = fast_decode.cast_weights(self.model, dtype) if torch.is_autocast_enabled(ids.device.type) else None
+        t0 = time.perf_counter()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
         prompt_cache = fast_decode.StaticCache(self.model, B, P, dtype, ids.device)
-        logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache)  # [B, V]
+        logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache, weights)  # [B, V]
         cache = prompt_cache.expand(index, P + params.max_new_tokens)
         del prompt_cache
+        self.prefill_s += time.perf_counter() - t0
         state = {"pos": positions[:, -1:].index_select(0, index) + 1}  # [n, 1] next rotary position
 
         def advance(tok, t):
             ones = torch.ones(len(tok), 1, dtype=torch.bool, device=tok.device)
-            return fast_decode.forward(self.model, tok[:, None], state["pos"] + t, ones, cache)
+            return fast_decode.forward(self.model, tok[:, None], state["pos"] + t, ones, cache, weights)
 
         def compact(keep):
             cache.select(keep)
@@ -193,12 +201,14 @@ class HFEngine:
         from transformers import DynamicCache
 
         N = len(index)
+        t0 = time.perf_counter()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
         kw = models.cache_kwarg(self.model)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **{kw: cache})
         cache = out.past_key_values if getattr(out, "past_key_values", None) is not None else cache
         cache.batch_repeat_interleave(N // ids.shape[0])
+        self.prefill_s += time.perf_counter() - t0
         attn = mask.index_select(0, index)
         next_pos = positions[:, -1:].index_select(0, index) + 1
         state = {"attn": attn}

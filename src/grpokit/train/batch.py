@@ -9,9 +9,13 @@ from dataclasses import dataclass
 
 import torch
 
-from grpokit.algo import selective_logprobs, token_entropy
+from grpokit.algo import head_logprobs, selective_logprobs, token_entropy
 from grpokit.models import cache_kwarg
 from grpokit.records import Rollout
+
+PLAIN_HEAD = ("llama", "qwen2", "mistral")
+"""Architectures whose logits are exactly ``lm_head(model.model(...).last_hidden_state)`` (no
+scaling or soft-capping), so the learner can apply the head to the scored positions only."""
 
 
 @dataclass
@@ -69,7 +73,8 @@ def sequence_logprobs(model, batch: TrainBatch, rows: list[int], temperature: fl
     """Per-token log-probs of the completion tokens of ``rows`` under ``model``.
 
     Padding columns shared by all selected rows are cut first (left of the prompts, right of the
-    completions), and logits are computed only where completion tokens are predicted.
+    completions), and logits are computed only where completion tokens are predicted (for
+    :func:`split_head` architectures a chunk of positions at a time, :func:`grpokit.algo.head_logprobs`).
 
     Returns:
         ``(logp [n, T], mask [n, T], entropy [n, T] or None)`` with ``T`` trimmed to the longest
@@ -77,9 +82,18 @@ def sequence_logprobs(model, batch: TrainBatch, rows: list[int], temperature: fl
     """
     device = next(model.parameters()).device
     ids, attn, positions, t_len, cm = _inputs(batch, rows, device)
+    c_ids = ids[:, -t_len:]
+    split = split_head(model)
+    if split is not None:  # the head a chunk of positions at a time (no [n, T, V] logits)
+        decoder, head = split
+        hidden = decoder(input_ids=ids, attention_mask=attn, position_ids=positions,
+                         use_cache=False).last_hidden_state[:, -(t_len + 1):-1]  # [n, T, C]: j predicts token j
+        n = hidden.shape[0]
+        logp, ent = head_logprobs(hidden.reshape(n * t_len, -1), head.weight, c_ids.reshape(-1), temperature,
+                                  bias=head.bias, entropy=entropy)
+        return logp.view(n, t_len), cm, None if ent is None else ent.view(n, t_len)
     out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t_len + 1, use_cache=False)
     logits = out.logits[:, :-1]  # [n, T, V]: position j predicts completion token j
-    c_ids = ids[:, -t_len:]
     logp = selective_logprobs(logits, c_ids, temperature)
     ent = token_entropy(logits, temperature) if entropy else None
     return logp, cm, ent
@@ -141,6 +155,27 @@ def _packed_layout(extents: torch.Tensor, group_size: int):
     return as_t(b_idx), as_t(s_idx), as_t(r_idx), as_t(j_idx), as_t(row_group), width
 
 
+def split_head(model):
+    """``(decoder, lm_head)`` of a causal LM whose logits are ``lm_head(decoder(...).last_hidden_state)``
+    (:data:`PLAIN_HEAD` architectures, also under a PEFT wrapper), else None (use the whole forward)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    cfg = getattr(base, "config", None)
+    head, decoder = getattr(base, "lm_head", None), getattr(base, "model", None)
+    if getattr(cfg, "model_type", None) not in PLAIN_HEAD or not isinstance(head, torch.nn.Linear) or decoder is None:
+        return None
+    if _sharded(model) or _sharded(base):  # FSDP gathers the root's weights (head, norm) in the root's forward only
+        return None
+    return decoder, head
+
+
+def _sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch built without distributed support shards nothing
+        return False
+    return isinstance(model, FSDPModule)
+
+
 def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, temperature: float, *, entropy: bool = False):
     """As :func:`sequence_logprobs` for whole groups, with each prompt computed once and no padding work.
 
@@ -150,8 +185,10 @@ def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, t
     as wide as the longest completion), each token attending to its group's prompt and to the
     earlier tokens of its own completion only (a block-diagonal causal mask passed to the model as
     a 4D mask; rotary positions restart after the prompt for each completion). So only real
-    completion tokens are computed, not ``[G, T]`` padding. Values and gradients equal the
-    per-sequence forward (tested).
+    completion tokens are computed, not ``[G, T]`` padding. Where the architecture allows
+    (:func:`split_head`), the output layer is applied only at the packed tokens' positions, a chunk
+    at a time (:func:`grpokit.algo.head_logprobs`), so neither padding nor the ``[R, W, V]`` logits
+    cost anything. Values and gradients equal the per-sequence forward (tested).
     """
     from transformers import DynamicCache
 
@@ -207,13 +244,22 @@ def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, t
         mask4d = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
         cache.batch_select_indices(row_group.to(device))  # each packed row gets its group's prompt
         positions = p_pos.index_select(0, row_group.to(device))[:, -1:] + 1 + pos.to(device)  # [R, W]
-        logits = model(input_ids=ids.to(device), attention_mask=mask4d, position_ids=positions, use_cache=True,
-                       **{kw: cache}).logits  # [R, W, V]
+        inputs = dict(input_ids=ids.to(device), attention_mask=mask4d, position_ids=positions, use_cache=True)
         b, s = b.to(device), s.to(device)
         flat = r.to(device) * t_len + j.to(device) + 1
-        logp = logp.index_put((flat,), selective_logprobs(logits, targets.to(device), temperature)[b, s])
+        split = split_head(model)
+        if split is not None:  # the head only where a completion token is scored
+            decoder, head = split
+            hidden = decoder(**inputs, **{cache_kwarg(decoder): cache}).last_hidden_state  # [R, W, C]
+            lp, en = head_logprobs(hidden[b, s], head.weight, targets.to(device)[b, s], temperature, bias=head.bias,
+                                   entropy=entropy)  # [M]
+        else:
+            logits = model(**inputs, **{kw: cache}).logits  # [R, W, V]
+            lp = selective_logprobs(logits, targets.to(device), temperature)[b, s]
+            en = token_entropy(logits, temperature)[b, s].float() if entropy else None
+        logp = logp.index_put((flat,), lp)
         if entropy:
-            ent = ent.index_put((flat,), token_entropy(logits, temperature)[b, s].float())
+            ent = ent.index_put((flat,), en)
     return logp.view(n_rows, t_len), cm, None if ent is None else ent.view(n_rows, t_len)
 
 

@@ -330,7 +330,7 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
 SUMMED_METRICS = ("loss/policy", "loss/value", "groups/skipped_sequences", "throughput/tokens_per_s", "throughput/completions_per_s")
 """Metrics of a rank's share that add up over ranks (the losses are already divided by the global normaliser)."""
 MAXED_METRICS = ("memory/peak_mb", "time/step", "time/generate", "time/reward", "time/update", "time/logprobs",
-                 "time/critic", "time/weight_sync", "mismatch/ratio_max")
+                 "time/critic", "time/weight_sync", "time/prefill", "time/forward", "time/backward", "mismatch/ratio_max")
 """Metrics whose rank maximum is the step's (the slowest rank sets the pace)."""
 SAME_METRICS = ("optim/lr", "optim/grad_norm", "optim/skipped_steps", "model/policy_params", "model/critic_params")
 """Metrics every rank computes alike (the gradients are summed before the norm is taken): rank 0's."""
@@ -345,6 +345,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
     cfg, preset, learner, writer, d = ctx.cfg, ctx.preset, ctx.learner, ctx.writer, ctx.dist
     B, G = cfg.prompts_per_step // d.world, cfg.group_size  # this rank's share of the step's prompts
     t0 = time.time()
+    prefill0 = getattr(ctx.engine, "prefill_s", None)  # the HF engine counts its prompts' forward time
     ctx.engine.sync_weights(policy.engine_module(learner.policy))
     data = dist.ShareOfStream(ctx.data, d) if d.active else ctx.data
     with sharding.gathered(learner.policy):  # FSDP: the engine decodes with the full weights (see train.sharding)
@@ -354,6 +355,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
         dist.catch_up_noise(d, ctx.engine, ctx.sampler)
     examples, rollout = got.examples, got.rollout
     scores = got.scores  # the reward contract made every NaN/inf unscorable (rewards.score)
+    t_prefill = None if prefill0 is None else ctx.engine.prefill_s - prefill0
     cache = preset.overlong_cache_tokens(cfg.max_new_tokens)
     if cache is not None:  # DAPO's soft overlong punishment: one more reward term
         scores = add_overlong_penalty(scores, rollout.lengths, cfg.max_new_tokens, cache)
@@ -401,6 +403,7 @@ def one_step(ctx: StepContext, step: int) -> dict:
             update_costs = d.reduce_metrics(update_costs, upd.tokens, summed=SUMMED_METRICS, maxed=MAXED_METRICS,
                                             same=SAME_METRICS)
         metrics = {**_rollout_metrics(ctx, whole), **update_costs, "reward/nonfinite": len(nonfinite)}
+        metrics["time/prefill"] = t_prefill  # part of time/generate (None: the engine does not report it)
         correct = _correct(whole.scores, ctx.reward_specs, ctx.correctness)
         is_correct = [v == 1.0 for v in correct] if correct is not None else None
         metrics.update(behaviour_metrics(whole.rollout.completions, lengths=whole.rollout.lengths.tolist(),
@@ -455,6 +458,7 @@ def _update_and_cost_metrics(ctx: StepContext, got, batch: TrainBatch, upd, lr: 
         "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
         "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
         "time/critic": upd.t_critic, "time/step": t_upd - t0,
+        "time/forward": upd.t_forward, "time/backward": upd.t_backward,  # the policy's, part of time/update
         "throughput/tokens_per_s": float(got.rollout.lengths.float().sum()) / (t_upd - t0),
         "throughput/completions_per_s": len(batch) / (t_upd - t0),
         "model/policy_params": count_params(learner.policy), "model/critic_params": count_params(learner.critic),

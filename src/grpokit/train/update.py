@@ -87,6 +87,10 @@ class UpdateResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     t_logprobs: float = 0.0
     t_critic: float = 0.0
+    t_forward: float = 0.0
+    """Seconds in the policy's forward passes and losses of the micro-steps (``t_logprobs`` excluded)."""
+    t_backward: float = 0.0
+    """Seconds in their backward passes."""
     stepped: list[bool] = field(default_factory=list)
     """Per optimizer step: taken (True) or skipped for a non-finite loss or gradient norm (False)."""
     nonfinite: list[dict] = field(default_factory=list)
@@ -329,6 +333,7 @@ class _Micro:
 def _policy_micro_step(u: _Update, chunk: list[int], norm: float, *, entropy: bool) -> _Micro:
     """The preset's policy loss on the rows of ``chunk``; backward (gradients accumulate)."""
     b, cfg = u.batch, u.cfg
+    t0 = time.perf_counter()
     idx = torch.tensor(chunk)
     logp, cm, ent = _logprobs(u.learner.policy, b, chunk, u.G, cfg.temperature, entropy=entropy)
     T, dev = logp.shape[1], logp.device
@@ -339,7 +344,10 @@ def _policy_micro_step(u: _Update, chunk: list[int], norm: float, *, entropy: bo
     if u.mismatch is not None:  # importance weight pi_learner_old / pi_sampler (TIS/MIS)
         a = u.mismatch.reweight(idx, a, old, cm)
     loss, m = u.preset.loss(logp, old, a, cm, ref_logp=ref, max_len=cfg.max_new_tokens, normalizer=norm)
+    t1 = time.perf_counter()
     loss.backward()
+    u.res.t_forward += t1 - t0
+    u.res.t_backward += time.perf_counter() - t1
     return _Micro(idx, logp.detach(), old, cm, float(loss.detach()), m,
                   float((ent * cm).sum()) if ent is not None else None)
 
