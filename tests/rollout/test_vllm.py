@@ -112,6 +112,18 @@ def test_rollout_layout_and_seeding(setup):
 
 
 @needs_vllm
+def test_seeded_sampling_of_more_prompt_tokens_than_a_step_holds(setup):
+    # 600 distinct prompts of ~40 tokens (over 20,000 prompt tokens, more than one engine step's token
+    # budget), seeded: on a CPU, vLLM split a prefill over steps and then rewound the request's seeded
+    # generator, which a CPU generator cannot do ("CPU Generator does not use offset"); it stopped
+    # `grpokit train --engine vllm` at its first evaluation with samples (100 questions x 4).
+    model, tok, engine, _ = setup
+    prompts = [render(tok, f"question {i}: what is {i} + {i}?") for i in range(600)]
+    r = engine.generate(prompts, 2, SamplingParams(temperature=1.0, max_new_tokens=2), torch.Generator().manual_seed(0))
+    assert r.completion_ids.shape[0] == 1200 and r.prompts[::2] == prompts
+
+
+@needs_vllm
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
 def test_logprobs_agree_with_the_learner(setup, temperature):
     model, _, engine, prompts = setup

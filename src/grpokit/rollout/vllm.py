@@ -96,6 +96,12 @@ class VLLMEngine:
                       logprobs_mode="processed_logprobs", generation_config="vllm", enable_prefix_caching=True)
         if self.cuda:
             kwargs.update(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep)
+        else:
+            # Whole prefills only: a request whose prefill is split over steps has its sampled token
+            # discarded, and vLLM then rewinds that request's seeded generator (set_offset), which a
+            # CPU generator cannot do ("CPU Generator does not use offset"). It happened as soon as one
+            # call held more prompt tokens than a step's budget (100 questions x 4 seeded samples).
+            kwargs.update(enable_chunked_prefill=False)
         self.sleep = sleep and self.cuda
         self.asleep = False
         self.llm = vllm.LLM(**kwargs)
