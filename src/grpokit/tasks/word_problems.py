@@ -37,28 +37,32 @@ def _draw(name: str, part: str, seed: int, size: int, numbers: Numbers, steps: t
     rng = random.Random(f"{name}/{part}/{seed}")
     pool = template_pool(steps, templates)
     out, keys = [], set()
-    tid = None
     for _ in range(size * max_tries_per_item):
         if len(out) == size:
             break
-        if skip and tid is None:
-            tid = rng.choice(pool)
-        for _ in range(1000 if skip else 1):  # a template with few free instances still finds one
-            p = generate(rng, numbers, steps, distractor_rate, templates, template_id=tid)
-            if p.key not in skip and not (distinct and p.key in keys):
-                break
+        if skip:
+            p = _free_instance(name, rng, rng.choice(pool), numbers, steps, distractor_rate, templates, skip)
         else:
-            if skip:
-                raise ValueError(
-                    f"{name}: the held-out split reserved every instance of template {tid!r} "
-                    f"(numbers {numbers.lo}..{numbers.hi}, factors 2..{numbers.max_factor}), so training has "
-                    f"none: raise hi or max_factor, lower heldout_size, or leave {tid!r} out of templates")
-            continue
-        tid = None
+            p = generate(rng, numbers, steps, distractor_rate, templates)
+            if distinct and p.key in keys:
+                continue
         keys.add(p.key)
         out.append(Example(id=f"{name}-{part}-{len(out)}", question=p.question, answer=str(p.answer),
                            columns={"data_source": "word_problems", "template": p.key[0], "steps": p.steps}))
     return out, keys
+
+
+def _free_instance(name: str, rng: random.Random, tid: str, numbers: Numbers, steps: tuple[int, ...],
+                   distractor_rate: float, templates: tuple[str, ...] | None, skip: set, tries: int = 1000):
+    """A problem of template ``tid`` whose instance is not in ``skip`` (a template with few free
+    instances still finds one within ``tries``); an error naming the fix when there is none."""
+    for _ in range(tries):
+        p = generate(rng, numbers, steps, distractor_rate, templates, template_id=tid)
+        if p.key not in skip:
+            return p
+    raise ValueError(f"{name}: the held-out split reserved every instance of template {tid!r} "
+                     f"(numbers {numbers.lo}..{numbers.hi}, factors 2..{numbers.max_factor}), so training has "
+                     f"none: raise hi or max_factor, lower heldout_size, or leave {tid!r} out of templates")
 
 
 def word_problem_task(name: str, train_size: int, heldout_size: int, seed: int, hi: int, max_factor: int,
