@@ -398,12 +398,11 @@ def one_step(ctx: StepContext, step: int) -> dict:
 
         # the step's metrics as one process computes them: the rollouts' from every rank's groups, the
         # update's per-token means weighted by each rank's loss tokens, the costs the slowest rank's
-        update_costs = _update_and_cost_metrics(ctx, got, batch, upd, lr, t0, t_rew, t_upd)
+        update_costs = _update_and_cost_metrics(ctx, got, batch, upd, lr, t0, t_rew, t_upd, t_prefill)
         if d.active:
             update_costs = d.reduce_metrics(update_costs, upd.tokens, summed=SUMMED_METRICS, maxed=MAXED_METRICS,
                                             same=SAME_METRICS)
         metrics = {**_rollout_metrics(ctx, whole), **update_costs, "reward/nonfinite": len(nonfinite)}
-        metrics["time/prefill"] = t_prefill  # part of time/generate (None: the engine does not report it)
         correct = _correct(whole.scores, ctx.reward_specs, ctx.correctness)
         is_correct = [v == 1.0 for v in correct] if correct is not None else None
         metrics.update(behaviour_metrics(whole.rollout.completions, lengths=whole.rollout.lengths.tolist(),
@@ -450,12 +449,13 @@ def _rollout_metrics(ctx: StepContext, whole) -> dict:
 
 
 def _update_and_cost_metrics(ctx: StepContext, got, batch: TrainBatch, upd, lr: float, t0: float, t_rew: float,
-                             t_upd: float) -> dict:
+                             t_upd: float, t_prefill: float | None) -> dict:
     """The update's metrics and this process's costs (its time, throughput and memory)."""
     learner = ctx.learner
     return {
         "groups/skipped_sequences": upd.skipped, **upd.metrics, "optim/lr": lr,
         "time/generate": got.t_generate, "time/reward": got.t_reward, "time/update": t_upd - t_rew,
+        "time/prefill": t_prefill,  # part of time/generate (None: the engine does not report it)
         "time/logprobs": upd.t_logprobs, "time/weight_sync": getattr(ctx.engine, "last_sync_s", None),  # None: HF shares the weights
         "time/critic": upd.t_critic, "time/step": t_upd - t0,
         "time/forward": upd.t_forward, "time/backward": upd.t_backward,  # the policy's, part of time/update
