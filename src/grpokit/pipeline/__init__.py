@@ -1,4 +1,3 @@
-from grpokit.pipeline.runner import main as run_main
 """``grpokit pipeline RECIPE``: multi-stage recipes (R1-Zero, R1, distillation) in one resumable run folder.
 
 - :mod:`~grpokit.pipeline.recipe`: reading a recipe YAML, ``${var}`` / ``${stage.output}``
@@ -10,6 +9,4 @@ from grpokit.pipeline.runner import main as run_main
 - :mod:`~grpokit.pipeline.evaluate`: the held-out evaluation stage and the side-by-side comparison.
 """
 
-
-def main(argv: list[str] | None = None) -> int:
-    return run_main(argv)
+from grpokit.pipeline.runner import main  # noqa: F401  (`grpokit pipeline` calls grpokit.pipeline.main)

@@ -31,11 +31,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from grpokit.records import concat_rollouts, concat_scores
+from grpokit.train.interrupt import GracefulInterrupt
 
 TIMEOUT_ENV = "GRPOKIT_DIST_TIMEOUT"
 
@@ -177,13 +180,18 @@ class Dist:
         return f"cuda:{self.local_rank}" if requested.startswith("cuda") else requested
 
 
+def timeout_s() -> float:
+    """Seconds a collective may wait for the other ranks (``$GRPOKIT_DIST_TIMEOUT``, default 1800)."""
+    return float(os.environ.get(TIMEOUT_ENV, "1800"))
+
+
 def setup(device: str = "auto") -> Dist:
     """Join the torchrun job this process belongs to (``WORLD_SIZE`` > 1), else the single-process ``Dist()``."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    timeout = float(os.environ.get(TIMEOUT_ENV, "1800"))
+    timeout = timeout_s()
     cuda = (device == "auto" and torch.cuda.is_available()) or device.startswith("cuda")
     if not torch.distributed.is_initialized():
         if cuda:
@@ -271,10 +279,6 @@ class FollowerSession:
     """
 
     def __init__(self, run_dir, resume_from):
-        from pathlib import Path
-
-        from grpokit.train.interrupt import GracefulInterrupt
-
         self.dir, self.resume_from = Path(run_dir), resume_from
         self.writer, self.step, self.saved, self.total = _NoWriter(), 0, 0, 0
         self._save = None
@@ -338,8 +342,6 @@ def open_session(d: Dist, make_session, run_dir):
     status, detail = d.broadcast(None)
     if status == "error":
         raise RankFailed(f"rank {d.rank}: rank 0 could not open the run folder: {detail}")
-    from pathlib import Path
-
     return FollowerSession(run_dir, None if detail is None else Path(detail))
 
 
@@ -347,14 +349,12 @@ def torchrun_command(argv: list[str], *, nproc: int, nnodes: int = 1, rdzv_endpo
                      rdzv_id: str = "grpokit") -> list[str]:
     """The torchrun command that runs ``grpokit train ARGV`` on ``nproc`` processes per node
     (``nnodes`` nodes meeting at ``rdzv_endpoint``, torchrun's c10d rendezvous)."""
-    import sys
-
     if nnodes > 1 and not rdzv_endpoint:
         raise ValueError(f"--nnodes {nnodes} needs --rdzv-endpoint HOST:PORT, the address every node can reach "
                          "(e.g. the first node's, 10.0.0.1:29400)")
     # After a Ctrl-C torchrun gives the ranks --shutdown-timeout seconds (its default: 30) before SIGKILL;
     # they need the rest of a step and a checkpoint, as long as a collective may take.
-    grace = str(int(float(os.environ.get(TIMEOUT_ENV, "1800"))))
+    grace = str(int(timeout_s()))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--shutdown-timeout", grace, "--nproc-per-node", str(nproc)]
     if nnodes > 1:
         cmd += ["--nnodes", str(nnodes), "--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id", rdzv_id]

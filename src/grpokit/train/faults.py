@@ -22,8 +22,8 @@ import signal
 
 ENV = "GRPOKIT_FAULT"
 RANK_ENV = "GRPOKIT_FAULT_RANK"
-MARKER_ENV = "GRPOKIT_FAULT_MARKER"
 """With several processes (torchrun): only the rank it names faults (default: every rank)."""
+MARKER_ENV = "GRPOKIT_FAULT_MARKER"
 PHASES = ("sampled", "updated", "logged", "checkpointing", "saved")
 
 

@@ -32,14 +32,13 @@ from typing import Any, Callable
 from grpokit.config import RUN_INVOCATION
 from grpokit.train import checkpoint as ckpt
 from grpokit.train.interrupt import GracefulInterrupt
-from grpokit.run_folder import RunWriter
-from grpokit.run_folder import RunReader
+from grpokit.run_folder import RunReader, RunWriter
 
 LOCK = ".lock"
 CONFIG_HISTORY = "config_history.jsonl"
-VOLATILE = (*RUN_INVOCATION, "progress", "threads", "report_to", "sharding")
+VOLATILE = ("progress", "threads", "report_to", "sharding")
 """Config keys that may change on resume without ``--override``: they do not change what is computed
-(a change of the last four is still recorded; those of one invocation, ``RUN_INVOCATION``, are not)."""
+(a change is still recorded; the keys of one invocation, ``RUN_INVOCATION``, are not compared at all)."""
 
 
 class RunLocked(FileExistsError):
