@@ -166,20 +166,21 @@ def _train(cfg: TrainConfig, preset: Algorithm, session: RunSession, on_update, 
         determinism.auto_threads(model)
         if d.active and not cfg.device.startswith("cuda"):  # the ranks on this node share its cores
             torch.set_num_threads(max(1, torch.get_num_threads() // d.local_world))
-    ref_model = policy.reference(model, cfg) if preset.needs_reference else None  # LoRA: adapters off, no copy
     fsdp = d.active and cfg.sharding == "fsdp"
-
     compute = models.compute_dtype(model)
 
     def place(m):  # FSDP2: this rank keeps its shard of every weight (reference: frozen, sharded too)
         return sharding.shard(m, compute) if fsdp and m is not None else m
 
+    # Each copy is sharded as soon as it exists, so at most one extra whole copy is held at a time.
+    ref_model = place(policy.reference(model, cfg)) if preset.needs_reference else None  # LoRA: adapters off, no copy
     critic = None
-    if preset.use_critic:  # PPO: the value model GRPO removes (a copy of the trunk: made before sharding)
+    if preset.use_critic:  # PPO: the value model GRPO removes (a copy of the trunk: made before the policy is sharded)
         critic = build_critic(model, shared=cfg.critic_trunk == "shared")
         if resume_from:
             load_critic(critic, resume_from)
-    model, ref_model, critic = place(model), place(ref_model), place(critic)
+        critic = place(critic)
+    model = place(model)
     engine_name = vllm_engine.resolve_engine(cfg.engine, next(model.parameters()).device)
     correction = resolve_correction(cfg.correction, engine_name, preset.policy_loss)
     if engine_name == "vllm" and (cfg.lora_rank or d.active):
