@@ -307,6 +307,11 @@ def precision(model):
     return torch.autocast(weights.device.type, dtype=dtype)
 
 
+LLAMA_FAMILY = ("llama", "qwen2", "mistral")
+"""Model types with Llama's decoder layout (embed, layers, norm, lm_head): the fast decoder and the
+learner's split output layer work on these; other models take the Hugging Face forward."""
+
+
 def cache_kwarg(model) -> str:
     """The forward() keyword for a KV cache: ``cache`` in recent transformers, ``past_key_values`` before."""
     import inspect

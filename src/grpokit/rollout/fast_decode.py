@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-SUPPORTED = ("llama", "qwen2", "mistral")
+from grpokit.models import LLAMA_FAMILY
+
+SUPPORTED = LLAMA_FAMILY
 
 
 def supports(model) -> bool:

@@ -10,10 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from grpokit.algo import head_logprobs, selective_logprobs, token_entropy
-from grpokit.models import cache_kwarg
+from grpokit.models import LLAMA_FAMILY, cache_kwarg
 from grpokit.records import Rollout
-
-PLAIN_HEAD = ("llama", "qwen2", "mistral")
+from grpokit.train.sharding import is_sharded
 """Architectures whose logits are exactly ``lm_head(model.model(...).last_hidden_state)`` (no
 scaling or soft-capping), so the learner can apply the head to the scored positions only."""
 
@@ -157,23 +156,15 @@ def _packed_layout(extents: torch.Tensor, group_size: int):
 
 def split_head(model):
     """``(decoder, lm_head)`` of a causal LM whose logits are ``lm_head(decoder(...).last_hidden_state)``
-    (:data:`PLAIN_HEAD` architectures, also under a PEFT wrapper), else None (use the whole forward)."""
+    (:data:`grpokit.models.LLAMA_FAMILY` architectures, also under a PEFT wrapper), else None (use the whole forward)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     cfg = getattr(base, "config", None)
     head, decoder = getattr(base, "lm_head", None), getattr(base, "model", None)
-    if getattr(cfg, "model_type", None) not in PLAIN_HEAD or not isinstance(head, torch.nn.Linear) or decoder is None:
+    if getattr(cfg, "model_type", None) not in LLAMA_FAMILY or not isinstance(head, torch.nn.Linear) or decoder is None:
         return None
-    if _sharded(model) or _sharded(base):  # FSDP gathers the root's weights (head, norm) in the root's forward only
+    if is_sharded(model) or is_sharded(base):  # FSDP gathers the root's weights (head, norm) in the root's forward only
         return None
     return decoder, head
-
-
-def _sharded(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:  # a torch built without distributed support shards nothing
-        return False
-    return isinstance(model, FSDPModule)
 
 
 def group_logprobs(model, batch: TrainBatch, rows: list[int], group_size: int, temperature: float, *, entropy: bool = False):

@@ -54,7 +54,11 @@ def _fsdp():
 
 def is_sharded(model) -> bool:
     """True when ``model`` is an FSDP2 root (its parameters are DTensor shards)."""
-    return model is not None and isinstance(model, _fsdp().FSDPModule)
+    try:
+        fsdp = _fsdp()
+    except ImportError:  # a torch built without distributed support shards nothing
+        return False
+    return model is not None and isinstance(model, fsdp.FSDPModule)
 
 
 def shard(model, compute_dtype: torch.dtype | None = None):
