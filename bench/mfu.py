@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import dataclass
 
@@ -186,6 +185,12 @@ def print_peaks(p: dict) -> None:
     print(f"matmul peak ({PEAK_N}^3, {p['threads']} threads): fp32 {p['fp32'] / 1e9:.1f} GFLOP/s, bf16 {bf}")
 
 
+def peak_for(pk: dict, dtype: str) -> tuple[str, float]:
+    """The peak a run computing in ``dtype`` is measured against, and its name: the bf16 peak where
+    the CPU multiplies bf16 natively, else the fp32 one (emulated bf16 runs no faster than fp32)."""
+    return (dtype, pk[dtype]) if pk.get(dtype) else ("fp32", pk["fp32"])
+
+
 def print_mfu(rows: dict, peak_name: str) -> None:
     print(f"{'phase':14}{'seconds':>9}{'GFLOP':>9}{'GFLOP/s':>9}{'MFU':>7}   (useful FLOPs, vs the {peak_name} peak)")
     for k, r in rows.items():
@@ -203,19 +208,19 @@ def main() -> int:
     pk = peaks()
     print_peaks(pk)
     if a.run:
-        import yaml
         from transformers import AutoConfig, AutoTokenizer
 
         from grpokit import models
+        from grpokit.run_folder import RunReader
 
-        cfg = yaml.safe_load(open(os.path.join(a.run, "config.yaml")))
+        cfg = RunReader(a.run).config()
         path = models.resolve(cfg["model"])
         dtype = a.dtype or ("bf16" if models.pick_dtype(cfg.get("dtype", "auto"), torch.device("cpu")) == torch.bfloat16
                             else "fp32")
-        peak = pk[dtype] or pk["fp32"]
+        name, peak = peak_for(pk, dtype)
         rows = run_mfu(a.run, Shape.of(AutoConfig.from_pretrained(path)), AutoTokenizer.from_pretrained(path), peak,
                        lora=bool(cfg.get("lora_rank")))
-        print_mfu(rows, dtype)
+        print_mfu(rows, name)
         print(json.dumps(rows))
     return 0
 

@@ -104,7 +104,6 @@ def run_grpokit(a) -> dict:
     from grpokit.run_folder import RunReader
     from grpokit.train.loop import train
 
-    out = tempfile.mkdtemp(prefix="grpokit-bench-")
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
@@ -125,7 +124,7 @@ def run_grpokit(a) -> dict:
     peaks = mfu.peaks()  # same process, same threads as the run
     res["peaks"] = peaks
     res["mfu"] = mfu.run_mfu(out + "/run", mfu.Shape.of(AutoConfig.from_pretrained(path)),
-                             AutoTokenizer.from_pretrained(path), peaks[a.dtype] or peaks["fp32"], lora=bool(a.lora_rank))
+                             AutoTokenizer.from_pretrained(path), mfu.peak_for(peaks, a.dtype)[1], lora=bool(a.lora_rank))
     res["threads"] = torch.get_num_threads()
     return res
 
@@ -200,7 +199,7 @@ def main() -> int:
         print(f"  step {i}: {gen:6.1f} / {upd:6.1f} s, {z:4.0%} / {other:4.0%}")
     print(f"\ngrpokit's phases over steps 2..{a.steps} ({r['threads']} threads):")
     mfu.print_peaks(r["peaks"])
-    mfu.print_mfu(r["mfu"], a.dtype if r["peaks"][a.dtype] else "fp32")
+    mfu.print_mfu(r["mfu"], mfu.peak_for(r["peaks"], a.dtype)[0])
     return 0
 
 

@@ -51,8 +51,14 @@ def test_run_mfu_reads_a_run(tiny_model, tmp_path):
     rows = mfu.run_mfu(str(out), mfu.Shape.of(AutoConfig.from_pretrained(tiny_model)),
                        AutoTokenizer.from_pretrained(tiny_model), peak=1e9)
     assert {"prefill", "decode"} <= set(rows)
+    from grpokit.run_folder import RunReader
+
+    later = RunReader(str(out)).metrics()[1:]  # step 1 (warm-up) is left out
+    # prefill + decode are the logged generation time of the timed steps, split by the engine's prefill clock
+    assert rows["prefill"]["seconds"] + rows["decode"]["seconds"] == pytest.approx(sum(m["time/generate"] for m in later))
+    assert rows["prefill"]["seconds"] == pytest.approx(sum(m["time/prefill"] for m in later))
     for r in rows.values():
-        assert r["seconds"] > 0 and r["gflop"] > 0 and r["mfu"] == pytest.approx(r["gflops"] / 1.0)
+        assert r["seconds"] > 0 and r["gflop"] > 0 and r["mfu"] == pytest.approx(r["gflop"] / r["seconds"])
 
 
 def test_lora_backward_is_one_forward():
