@@ -274,6 +274,11 @@ class EpisodeEngine:
         return getattr(self.engine, "last_sync_s", None)
 
     @property
+    def prefill_s(self):
+        """The wrapped engine's prompt-forward clock (the HF engine's; None where an engine has none)."""
+        return getattr(self.engine, "prefill_s", None)
+
+    @property
     def logprobs_truncated(self) -> bool:
         """Whether the wrapped engine's log-probs are over the top-p/top-k support (vLLM's are)."""
         return getattr(self.engine, "logprobs_truncated", False)
