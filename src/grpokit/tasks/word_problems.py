@@ -27,7 +27,7 @@ def _draw(name: str, part: str, seed: int, size: int, numbers: Numbers, steps: t
           distractor_rate: float, templates: tuple[str, ...] | None, skip: set, distinct: bool,
           max_tries_per_item: int = 50) -> tuple[list[Example], set]:
     """``size`` problems whose instance keys are not in ``skip`` (and, if ``distinct``, not repeated);
-    returns them and their keys. Fewer than ``size`` when the templates' numbers run out.
+    returns them and their keys. Without ``skip``, fewer than ``size`` when the templates' numbers run out.
 
     With a ``skip`` set (the training split) each problem's template is chosen first, uniformly, and
     only then an instance of it that ``skip`` leaves free: choosing freely and rejecting would starve
