@@ -12,6 +12,9 @@
 #   --keep                     keep the scratch folder (clone, .venv, logs); by default it is removed
 #   --print                    only print the commands it would run, one a line, and exit
 # Uncommitted changes are not part of the check: commit first.
+# As on an AVX2-only CPU without native bf16 (fp32 compute; this machine's AVX-512/AMX kernels off):
+#   ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 bash scripts/fresh_clone_check.sh
+# (the same clock and memory, so still faster than a real AVX2 laptop).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 main_args="" test_args="" only="" keep=0 print=0

@@ -30,3 +30,13 @@ def test_missing_model_names_the_fix(tmp_path):
 def test_dtype_auto_never_picks_emulated_bf16_on_cpu():
     dt = models.pick_dtype("auto", torch.device("cpu"))
     assert dt == (torch.bfloat16 if models.cpu_has_fast_bf16() else torch.float32)
+
+
+def test_onednn_capped_below_bf16_means_fp32(monkeypatch):
+    """Emulating an AVX2-only CPU (ONEDNN_MAX_CPU_ISA=AVX2) gives fp32 under auto, as on such a machine."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert not models.cpu_has_fast_bf16()
+    assert models.pick_dtype("auto", torch.device("cpu")) == torch.float32
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")  # a cap that keeps bf16: the flags decide
+    monkeypatch.setattr(models.Path, "read_text", lambda self, *a, **k: "flags : fpu avx2 amx_bf16")
+    assert models.cpu_has_fast_bf16()

@@ -199,8 +199,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+_ONEDNN_BF16_ISAS = ("BF16", "FP16", "AMX", "AVX10", "ALL", "DEFAULT")
+"""Substrings of the ``ONEDNN_MAX_CPU_ISA`` values that still allow native bf16 products."""
+
+
 def cpu_has_fast_bf16() -> bool:
-    """True when this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated, slowly."""
+    """True when this CPU multiplies bf16 natively (AVX-512 BF16 or AMX); else bf16 is emulated, slowly.
+
+    ``ONEDNN_MAX_CPU_ISA`` set below ``AVX512_CORE_BF16`` (e.g. ``AVX2``, as when emulating an
+    AVX2-only machine) caps oneDNN, which does torch's bf16 products, so bf16 counts as emulated.
+    """
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa and not any(s in isa for s in _ONEDNN_BF16_ISAS):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
