@@ -57,6 +57,38 @@ def test_weights_cast_once_give_the_autocast_logits(tiny_model):
     assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
 
 
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL")
+def test_weights_packed_for_mkl_give_the_same_logits_and_tokens(tiny_model):
+    """fp32 weights packed once per generate call: the decoder's logits equal the plain weights' (the
+    same dot products), and generate samples the same tokens with and without packing."""
+    model, tok = _load(tiny_model)
+    torch.manual_seed(0)
+    ids, pos = torch.randint(5, 60, (4, 6)), torch.arange(6).repeat(4, 1)
+    packed = fast_decode.pack_weights(model, 4)
+    assert len(packed) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    got = []
+    for w in (None, packed):
+        cache = fast_decode.StaticCache(model, 4, 8, torch.float32, "cpu")
+        out = [fast_decode.forward(model, ids, pos, torch.ones(4, 6, dtype=torch.bool), cache, w)]
+        for t in range(2):
+            out.append(fast_decode.forward(model, ids[:, t:t + 1], pos[:, -1:] + 1 + t, torch.ones(4, 1, dtype=torch.bool), cache, w))
+        got.append(out)
+    for a, b in zip(*got):
+        assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    runs = []
+    for pack in (False, True):
+        eng = HFEngine(model, tok)
+        eng.pack = pack
+        runs.append(eng.generate(prompts, 3, params, torch.Generator().manual_seed(3)))
+    assert torch.equal(runs[0].completion_ids, runs[1].completion_ids)
+    assert torch.allclose(runs[0].sample_logp, runs[1].sample_logp, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert fast_decode.can_pack(model)  # fp32 weights; generate casts instead under autocast
+    assert not fast_decode.can_pack(model.to(torch.bfloat16))
+
+
 def test_fast_and_hf_paths_sample_the_same_tokens(tiny_model):
     model, tok = _load(tiny_model)
     prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
