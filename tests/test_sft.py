@@ -10,6 +10,7 @@ from grpokit.config import make
 from grpokit.pipeline.runner import model_hash
 from grpokit.train.sft import SFTConfig, encode, lr_factor, main, plan_batches, read_pairs, response_nll, train_sft
 from grpokit.run_folder import RunReader
+from tests.fixtures import assert_same_adam_update
 from grpokit.train import checkpoint as ckpt
 
 
@@ -70,8 +71,7 @@ def test_micro_batch_split_does_not_change_the_update(tiny_model, tmp_path):
     b = train_sft(_cfg(tiny_model, tmp_path, "b", micro_batch_size=3, epochs=1, dtype="fp32"))
     pa = AutoModelForCausalLM.from_pretrained(ckpt.latest(a)).state_dict()
     pb = AutoModelForCausalLM.from_pretrained(ckpt.latest(b)).state_dict()
-    for k in pa:
-        assert torch.allclose(pa[k], pb[k], atol=1e-6), k
+    assert_same_adam_update(pa, pb)
 
 
 def test_resume_gives_the_same_weights_and_metrics(tiny_model, tmp_path):

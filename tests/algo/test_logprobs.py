@@ -46,7 +46,8 @@ def test_head_logprobs_equals_the_whole_product(chunk):
     logits = torch.nn.functional.linear(h, w, bias)[None]
     want = selective_logprobs(logits, y[None], 0.7)[0]
     want_grads = torch.autograd.grad(want.sum(), (h, w))
-    assert torch.allclose(logp, want, rtol=0, atol=1e-6)
-    assert torch.allclose(ent, token_entropy(logits, 0.7)[0], rtol=0, atol=1e-6)
+    # equal up to fp32 rounding: a few ulps, as products of other shapes sum in another order (AVX2 kernels)
+    assert torch.allclose(logp, want, rtol=2e-6, atol=1e-6)
+    assert torch.allclose(ent, token_entropy(logits, 0.7)[0], rtol=2e-6, atol=1e-6)
     for g, wg in zip(grads, want_grads):
-        assert torch.allclose(g, wg, rtol=0, atol=1e-6)
+        assert torch.allclose(g, wg, rtol=2e-6, atol=1e-6)

@@ -18,6 +18,7 @@ from grpokit.config import make
 from grpokit.train.dist import Dist, check_supported
 from grpokit.train.loop import train
 from grpokit.run_folder import RunReader
+from tests.fixtures import assert_same_adam_update
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGITS = "tests.train.rewards_for_tests:digit_share"
@@ -57,10 +58,9 @@ def _weights(run) -> dict:
 
 
 def _assert_same(a, b):
-    wa, wb = _weights(a), _weights(b)
-    assert wa.keys() == wb.keys()
-    for k in wa:  # fp32 reductions in another order: ~1e-7 after 3 AdamW steps of lr 1e-3
-        torch.testing.assert_close(wb[k], wa[k], rtol=0, atol=1e-5, msg=k)
+    # fp32 reductions in another order: ~1e-7 after 3 AdamW steps of lr 1e-3, except the few weights
+    # whose gradient is zero up to rounding, which Adam moves by ~lr either way (tests/fixtures.py)
+    assert_same_adam_update(_weights(a), _weights(b), atol=1e-5)
 
 
 @pytest.fixture(scope="module")

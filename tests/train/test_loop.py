@@ -9,6 +9,7 @@ from grpokit.config import make
 from grpokit.rewards import resolve
 from grpokit.train.loop import train
 from grpokit.run_folder import RunReader
+from tests.fixtures import assert_same_adam_update
 
 
 def _task_file(tmp_path, n=40):
@@ -36,13 +37,24 @@ def _final_params(run_dir):
 
 @pytest.mark.parametrize("beta", [0.0, 0.04])
 def test_micro_batch_split_does_not_change_the_update(tiny_model, tmp_path, beta):
-    a = train(_cfg(tiny_model, tmp_path, f"a{beta}", micro_batch_size=8, steps=2, beta=beta))
-    b = train(_cfg(tiny_model, tmp_path, f"b{beta}", micro_batch_size=3, steps=2, beta=beta))
-    pa, pb = _final_params(a), _final_params(b)
-    for k in pa:
-        assert torch.allclose(pa[k], pb[k], atol=1e-6), k
+    """Same gradient (norm, losses) however the step is split; at beta 0, the same weights too.
+
+    With beta > 0 the first step's KL gradient is zero up to rounding (policy == reference), and
+    Adam turns a rounding-level gradient into a step of about lr whose sign depends on the summation
+    order (with AVX2 kernels ~1,000 of 5,440 embedding weights moved differently): so there the
+    weights are not compared, and one step is run (a second step would sample from those weights).
+    The gradient's independence of the split is also tested directly (tests/algo/test_core.py).
+    """
+    steps = 2 if beta == 0 else 1
+    a = train(_cfg(tiny_model, tmp_path, f"a{beta}", micro_batch_size=8, steps=steps, beta=beta))
+    b = train(_cfg(tiny_model, tmp_path, f"b{beta}", micro_batch_size=3, steps=steps, beta=beta))
+    if beta == 0:
+        assert_same_adam_update(_final_params(a), _final_params(b))
     ma, mb = RunReader(a).metrics(), RunReader(b).metrics()
     assert [m["reward/mean"] for m in ma] == [m["reward/mean"] for m in mb]
+    for x, y in zip(ma, mb):
+        for key in ("optim/grad_norm", "loss/policy", "loss/kl"):
+            assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-7), (x["step"], key)
 
 
 def test_resume_gives_the_same_metrics_as_an_uninterrupted_run(tiny_model, tmp_path):
