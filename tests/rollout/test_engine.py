@@ -84,9 +84,8 @@ def test_weights_packed_for_mkl_give_the_same_logits_and_tokens(tiny_model):
         runs.append(eng.generate(prompts, 3, params, torch.Generator().manual_seed(3)))
     assert torch.equal(runs[0].completion_ids, runs[1].completion_ids)
     assert torch.allclose(runs[0].sample_logp, runs[1].sample_logp, atol=1e-5)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert fast_decode.can_pack(model)  # fp32 weights; generate casts instead under autocast
-    assert not fast_decode.can_pack(model.to(torch.bfloat16))
+    assert fast_decode.can_pack(model)
+    assert not fast_decode.can_pack(model.to(torch.bfloat16))  # bf16 weights: nothing to pack
 
 
 def test_fast_and_hf_paths_sample_the_same_tokens(tiny_model):

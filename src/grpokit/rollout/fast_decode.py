@@ -18,12 +18,10 @@ import torch.nn.functional as F
 
 from grpokit.models import LLAMA_FAMILY
 
-SUPPORTED = LLAMA_FAMILY
-
 
 def supports(model) -> bool:
     cfg = model.config
-    if getattr(cfg, "model_type", None) not in SUPPORTED:
+    if getattr(cfg, "model_type", None) not in LLAMA_FAMILY:
         return False
     if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True) and cfg.model_type != "llama":
         return False
@@ -77,10 +75,15 @@ def cast_weights(model, dtype: torch.dtype) -> dict:
     products the very same bf16 values, so the tokens do not change. Empty when the weights are
     already in ``dtype``.
     """
+    return {lin: lin.weight.detach().to(dtype) for lin in _base_linears(model) if lin.weight.dtype != dtype}
+
+
+def _base_linears(model) -> list:
+    """The ``nn.Linear`` modules of ``model`` that :func:`_linear` multiplies by, i.e. all but LoRA's
+    adapters (those are called as modules, in :func:`_lora_linear`)."""
     adapters = {id(m) for layer in model.modules() if _is_lora(layer)
-                for d in (layer.lora_A, layer.lora_B) for m in d.values()}  # called as modules, not here
-    return {lin: lin.weight.detach().to(dtype) for lin in model.modules()
-            if isinstance(lin, torch.nn.Linear) and lin.weight.dtype != dtype and id(lin) not in adapters}
+                for d in (layer.lora_A, layer.lora_B) for m in d.values()}
+    return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m) not in adapters]
 
 
 class Packed:
@@ -103,19 +106,17 @@ def pack_weights(model, rows: int) -> dict:
     """The fp32 ``nn.Linear`` weights of ``model`` packed for MKL's sgemm, for :func:`forward`'s ``weights``.
 
     A decode step is one product per weight with a few rows, and MKL multiplies a weight packed
-    into its kernel's layout 20-35% faster than the plain one at 8-64 rows (SmolLM2-135M on 2 cores,
-    AVX-512 and AVX2; ``bench/decode_packing.py``). Packing costs about one pass over the weights,
-    so it pays when a call decodes more than a few tokens; the weights change at every optimizer
-    step, so :meth:`HFEngine.generate` packs once per call. The products are the same dot products
-    (bit for bit at 3-64 rows for SmolLM2's shapes; within fp32 rounding elsewhere). ``rows`` is
-    MKL's hint for the batch it will see. Empty where :func:`can_pack` is false.
+    into its kernel's layout 19-35% faster than the plain one at 16-64 rows (SmolLM2-135M's products
+    on 2 cores, AVX-512 and AVX2; a whole generate call: ``bench/decode_packing.py``). Packing costs
+    about one pass over the weights, so it pays when a call decodes more than a few tokens; the
+    weights change at every optimizer step, so :meth:`HFEngine.generate` packs once per call. The
+    products are the same dot products: the logits agree within fp32 rounding and the sampled tokens
+    are the same (tests/rollout/test_engine.py; the benchmark checks the tokens on SmolLM2). ``rows``
+    is MKL's hint for the batch it will see. Empty where :func:`can_pack` is false.
     """
     if not can_pack(model):
         return {}
-    adapters = {id(m) for layer in model.modules() if _is_lora(layer)
-                for d in (layer.lora_A, layer.lora_B) for m in d.values()}
-    return {lin: Packed(lin.weight.detach(), rows) for lin in model.modules()
-            if isinstance(lin, torch.nn.Linear) and id(lin) not in adapters}
+    return {lin: Packed(lin.weight.detach(), rows) for lin in _base_linears(model)}
 
 
 def _is_lora(lin) -> bool:

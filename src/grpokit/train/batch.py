@@ -13,8 +13,6 @@ from grpokit.algo import head_logprobs, selective_logprobs, token_entropy
 from grpokit.models import LLAMA_FAMILY, cache_kwarg
 from grpokit.records import Rollout
 from grpokit.train.sharding import is_sharded
-"""Architectures whose logits are exactly ``lm_head(model.model(...).last_hidden_state)`` (no
-scaling or soft-capping), so the learner can apply the head to the scored positions only."""
 
 
 @dataclass
