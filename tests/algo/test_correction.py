@@ -8,7 +8,7 @@ import torch
 from grpokit.algo import CORRECTIONS, get_correction, rollout_correction, selective_logprobs, truncated_logprobs
 from grpokit.algo.correction import mismatch_log_ratio, mismatch_metrics
 from grpokit.rollout.base import SamplingParams
-from grpokit.rollout.hf import gumbel, sample_next
+from grpokit.rollout.hf import sample_next, uniforms
 
 # Token ratios pi_learner / pi_sampler: row 0 = [3.0, 0.4, 1.25], row 1 = [1.0, 5.0, padding].
 RATIOS = [[3.0, 0.4, 1.25], [1.0, 5.0, 1.0]]
@@ -130,7 +130,7 @@ def test_truncation_matches_the_hf_engine_sampler():
     logits = torch.log(torch.tensor([[0.3, 0.25, 0.2, 0.12, 0.08, 0.05]]))
     params = SamplingParams(temperature=0.8, top_p=0.7)
     n = 20000
-    draws = sample_next(logits.expand(n, 6), params, gumbel(n, 6, g, "cpu"))
+    draws, _ = sample_next(logits.expand(n, 6), params, uniforms(n, g, "cpu"))
     freq = torch.bincount(draws, minlength=6).float() / n
     ids = torch.arange(6).view(1, 6)
     q = torch.exp(truncated_logprobs(logits.expand(6, 6).unsqueeze(0), ids, 0.8, top_p=0.7))[0]

@@ -167,3 +167,32 @@ def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
     a = HFEngine(model, tok, fast=True).generate(prompts, 3, params, torch.Generator().manual_seed(3))
     b = HFEngine(model, tok, fast=False).generate(prompts, 3, params, torch.Generator().manual_seed(3))
     assert torch.equal(a.completion_ids, b.completion_ids)
+
+
+def test_sampler_draws_the_softmax_and_returns_its_log_probs():
+    """Inverse-CDF sampling: frequencies follow softmax(logits / T); the log-prob is that of the
+    untruncated softmax; a token without mass (-inf logit, outside top-p) is never drawn, not
+    even at the extreme uniforms 0 and 1 - 2**-24."""
+    from grpokit.rollout.hf import sample_next, uniforms
+
+    logits = torch.tensor([[2.0, float("-inf"), 1.0, 0.0, -1.0, float("-inf")]])
+    params = SamplingParams(temperature=0.7)
+    n = 40000
+    toks, lp = sample_next(logits.expand(n, 6), params, uniforms(n, torch.Generator().manual_seed(0), "cpu"))
+    p = torch.softmax(logits[0] / 0.7, -1)
+    freq = torch.bincount(toks, minlength=6).float() / n
+    torch.testing.assert_close(freq, p, atol=0.01, rtol=0)
+    assert freq[1] == 0 and freq[5] == 0
+    torch.testing.assert_close(lp, torch.log(p)[toks], atol=1e-6, rtol=0)
+
+    edges = torch.tensor([0.0, 1 - 2 ** -24])
+    toks, _ = sample_next(logits.expand(2, 6), params, edges)
+    assert toks.tolist() == [0, 4], "u = 0 draws the first token with mass, u -> 1 the last"
+    nucleus = SamplingParams(temperature=0.7, top_p=0.8)  # keeps tokens 0 and 2 (p = .77, .18)
+    toks, lp = sample_next(logits.expand(2, 6), nucleus, edges)
+    assert toks.tolist() == [0, 2]
+    torch.testing.assert_close(lp, torch.log(p)[toks], atol=1e-6, rtol=0)
+
+    greedy, glp = sample_next(logits, SamplingParams(temperature=0.0), None)
+    assert greedy.tolist() == [0]
+    torch.testing.assert_close(glp, torch.log_softmax(logits, -1)[:, 0])

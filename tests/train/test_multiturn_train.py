@@ -26,9 +26,25 @@ def _echo_task(**_):
                 env=lambda: Echo([]), meta={"episode": {"max_turns": 3, "max_episode_tokens": 40}})
 
 
+@pytest.fixture(scope="module")
+def short_turns_model(tiny_model, tmp_path_factory):
+    """The tiny model with 48 of its ~100 tokens declared end-of-turn (``generation_config.eos_token_id``
+    lists them, as Llama 3 lists three), so nearly every 5-token turn ends by itself and episodes
+    reliably go past one turn, whatever the sampler draws (the random model rarely picks the one EOS)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
+    specials = set(tok.all_special_ids)
+    model.generation_config.eos_token_id = [tok.eos_token_id] + [i for i in range(len(tok)) if i not in specials][:47]
+    path = tmp_path_factory.mktemp("short_turns") / "model"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
 @pytest.mark.parametrize("algo", sorted(PRESETS))
-def test_every_preset_trains_on_episodes(tiny_model, tmp_path, algo):
-    cfg = make(overrides=dict(model=tiny_model, task="test_multiturn_echo", algo=algo, out=str(tmp_path / algo), steps=2,
+def test_every_preset_trains_on_episodes(short_turns_model, tmp_path, algo):
+    cfg = make(overrides=dict(model=short_turns_model, task="test_multiturn_echo", algo=algo, out=str(tmp_path / algo), steps=2,
                               prompts_per_step=2, group_size=2, max_new_tokens=5, eval_size=2, progress=False))
     run = train(cfg)
     rd = RunReader(run)

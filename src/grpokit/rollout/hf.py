@@ -31,27 +31,43 @@ def stop_token_ids(tokenizer, model) -> list[int]:
     return sorted(ids)
 
 
-def sample_next(logits: torch.Tensor, params: SamplingParams, noise: torch.Tensor | None) -> torch.Tensor:
-    """Draw one token per row from ``softmax(logits / T)`` restricted to the top-p nucleus. ``[N, V] -> [N]``.
+def sample_next(logits: torch.Tensor, params: SamplingParams, u: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw one token per row from ``softmax(logits / T)`` restricted to the top-p nucleus, and its
+    log-prob under the untruncated ``softmax(logits / T)`` (``log_softmax(logits)`` when greedy).
+    ``[N, V], [N] -> [N], [N]``.
 
-    Sampling is Gumbel-max: ``argmax(logits / T + g)`` with ``g = -log(-log U)``, exact for the
-    categorical distribution. ``noise`` holds ``g`` for these rows; drawing it for every original
-    row at every step makes the samples independent of which rows are still being decoded.
+    Sampling inverts the CDF: token ``i`` is drawn when ``c[i-1] <= u * c[V-1] < c[i]`` for the
+    running sum ``c`` of ``exp(z - max z)``, so a row needs one uniform ``u`` in [0, 1) per step
+    instead of ``V`` Gumbel draws (SmolLM2, 16 rows: 1.4 ms instead of 11 ms a step on 2 CPU cores,
+    and 64 floats instead of 12 MB to send to a GPU). The running sum is fp32: a token's chance is
+    resolved to the rounding of that sum (~6e-8 of the row's mass, as fine as the old Gumbel noise's
+    clamp). ``u`` per original row at every step (:meth:`HFEngine._noise`) makes a row's samples
+    independent of which other rows are still being decoded. Greedy (``T = 0``) needs no ``u``.
     """
     if params.temperature == 0:
-        return logits.argmax(-1)
+        return logits.argmax(-1), torch.log_softmax(logits.float(), -1).max(-1).values
     z = logits.float() / params.temperature  # [N, V]
+    m = z.amax(-1, keepdim=True)
+    e = torch.exp(z - m)
     if params.top_p < 1.0:
-        probs = torch.softmax(z, dim=-1)
-        sorted_p, order = probs.sort(dim=-1, descending=True)
-        outside = sorted_p.cumsum(-1) - sorted_p >= params.top_p  # the most likely token always stays
-        z = z.masked_fill(torch.zeros_like(outside).scatter_(-1, order, outside), float("-inf"))
-    return (z + noise).argmax(-1)
+        full = e.sum(-1, keepdim=True)
+        sorted_e, order = e.sort(dim=-1, descending=True)
+        # the most likely token always stays
+        outside = sorted_e.cumsum(-1) - sorted_e >= params.top_p * full
+        e = e.masked_fill(torch.zeros_like(outside).scatter_(-1, order, outside), 0.0)
+    c = e.cumsum_(-1)  # e is ours: the running sum in place
+    # u < 1 in fp32 (at most 1 - 2**-24), so u * c[-1] < c[-1] after rounding and the search lands
+    # on a token whose c rose above its predecessor's, i.e. one with mass > 0.
+    nxt = torch.searchsorted(c, u.to(c.dtype)[:, None] * c[:, -1:], right=True).squeeze(-1)  # [N]
+    total = full if params.top_p < 1.0 else c[:, -1:]
+    logp = z.gather(-1, nxt[:, None]) - m - total.log()
+    return nxt, logp.squeeze(-1)
 
 
-def gumbel(n: int, v: int, generator: torch.Generator | None, device) -> torch.Tensor:
-    u = torch.rand(n, v, generator=generator, device="cpu" if generator is None or generator.device.type == "cpu" else device)
-    return (-torch.log(-torch.log(u.clamp_(min=1e-20, max=1 - 1e-7)))).to(device)
+def uniforms(n: int, generator: torch.Generator | None, device) -> torch.Tensor:
+    """``[n]`` draws from U[0, 1) on the generator's device (the CPU's when there is none), sent to ``device``."""
+    gen_device = "cpu" if generator is None or generator.device.type == "cpu" else device
+    return torch.rand(n, generator=generator, device=gen_device).to(device)
 
 
 class HFEngine:
@@ -77,7 +93,6 @@ class HFEngine:
         (data parallelism: a rank's share of the noise one process would draw for the whole batch)."""
         self.draws = 0
         """Noise blocks drawn by the last :meth:`generate` (one per decoded token position)."""
-        self._vocab = None
         self.prefill_s = 0.0
         """Seconds spent so far on the prompts' forward passes (the rest of generating is decoding)."""
 
@@ -140,12 +155,10 @@ class HFEngine:
         rows = torch.arange(N, device=device)  # original row of each decoded row
         done = torch.zeros(N, dtype=torch.bool, device=device)  # per decoded row
         logits = first_logits
-        temp = params.temperature if params.temperature > 0 else 1.0
         last = 0
         for t in range(T):
-            noise = self._noise(N, logits.shape[-1], generator, device).index_select(0, rows) if params.temperature > 0 else None
-            nxt = sample_next(logits, params, noise)  # [n]
-            lp = torch.log_softmax(logits.float() / temp, -1).gather(-1, nxt[:, None]).squeeze(-1)
+            u = self._noise(N, generator, device).index_select(0, rows) if params.temperature > 0 else None
+            nxt, lp = sample_next(logits, params, u)  # [n], [n]
             live = ~done
             tokens[rows[live], t] = nxt[live]
             logps[rows[live], t] = lp[live]
@@ -160,19 +173,18 @@ class HFEngine:
             logits = advance(nxt, t)
         return tokens[:, :last], logps[:, :last]
 
-    def _noise(self, n: int, v: int, generator, device) -> torch.Tensor:
-        self.draws, self._vocab = self.draws + 1, v
+    def _noise(self, n: int, generator, device) -> torch.Tensor:
+        """One uniform per original row for this step (:func:`sample_next`)."""
+        self.draws += 1
         if self.noise_rows is None:
-            return gumbel(n, v, generator, device)
+            return uniforms(n, generator, device)
         first, total = self.noise_rows
-        return gumbel(total, v, generator, device)[first:first + n]
+        return uniforms(total, generator, device)[first:first + n]
 
     def draw_noise(self, generator) -> None:
-        """Advance ``generator`` by one noise block of the last batch's shape, discarding it."""
-        total = self.noise_rows[1] if self.noise_rows else None
-        if total is None or self._vocab is None:
-            return
-        gumbel(total, self._vocab, generator, "cpu")
+        """Advance ``generator`` by one step's noise of the whole batch (``noise_rows``), discarding it."""
+        if self.noise_rows:
+            uniforms(self.noise_rows[1], generator, "cpu")
 
     def _fast_steps(self, ids, mask, index, params, generator):
         B, P = ids.shape

@@ -6,9 +6,10 @@ Launched with torchrun (``torchrun --nproc-per-node N -m grpokit train ...``, or
     prompts      every rank reads the same seeded data stream and keeps prompts
                  ``[r * B/W, (r+1) * B/W)`` of the step's ``B`` (a group never straddles ranks; the
                  data position, and so every checkpoint, is the same on every rank)
-    sampling     the Gumbel noise of rank r's rows is the slice of the noise one process would draw
-                 for all ``B * G`` rows, and after sampling every rank draws as many noise blocks as
-                 the longest-decoding rank did, so all samplers stay in the one-process state
+    sampling     the sampling noise (one uniform per row and token step) of rank r's rows is the
+                 slice of the noise one process would draw for all ``B * G`` rows, and after sampling
+                 every rank draws as many noise blocks as the longest-decoding rank did, so all
+                 samplers stay in the one-process state
     advantages   rewards are gathered (``[B, G]``, small) and the preset's estimator runs on the
                  whole batch, so batch-level statistics (REINFORCE++) see every group
     loss         the normaliser counts the sequences / tokens of all ranks; gradients are summed
