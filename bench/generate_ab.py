@@ -1,0 +1,128 @@
+"""Sampling speed of two revisions of grpokit, interleaved: the working tree against ``--base``.
+
+A change to the decoder is worth a few percent; this machine's speed drifts by more than that
+within minutes (other tenants share its memory bandwidth), so two separate runs cannot tell such a
+change from the drift. Here each side is a long-lived child process importing grpokit from its
+own source tree (the working tree's ``src``, and ``git archive BASE`` unpacked in a scratch folder)
+with the same model, prompts and seeds; the parent lets them generate one at a time, alternating
+which goes first, and prints each side's milliseconds per decoded token step (median over rounds),
+the ratio, and whether both sampled the same tokens.
+
+Usage: python bench/generate_ab.py --base REV [--model smollm2-135m] [--task add1] [--prompts 2]
+       [--G 8] [--max-new-tokens 64] [--temperature 1.0] [--rounds 8] [--dtype fp32|bf16] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def child(a) -> None:
+    """Load the model, then generate once per line read from stdin ("go SEED"), answering in JSON."""
+    import time
+
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    import grpokit
+    from grpokit import models
+    from grpokit.rollout import HFEngine, SamplingParams, render
+    from grpokit.tasks import load_task
+
+    model, tok = models.load(a.model, dtype=a.dtype, train=True)
+    task = load_task(a.task)
+    prompts = [render(tok, task.question_text(e)) for e in task.train[:a.prompts]]
+    params = SamplingParams(temperature=a.temperature, top_p=1.0, max_new_tokens=a.max_new_tokens)
+    eng = HFEngine(model, tok)
+    eng.generate(prompts, a.G, params, torch.Generator().manual_seed(12345))  # warm-up
+    print(json.dumps({"ready": grpokit.__file__}), flush=True)
+    for line in sys.stdin:
+        seed = int(line.split()[1])
+        t = time.perf_counter()
+        r = eng.generate(prompts, a.G, params, torch.Generator().manual_seed(seed))
+        secs = time.perf_counter() - t
+        print(json.dumps({"secs": secs, "steps": eng.draws, "tokens": r.completion_ids.tolist()}), flush=True)
+
+
+def _unpack(rev: str, into: str) -> str:
+    """``src/`` of revision ``rev`` of this repository, unpacked under ``into``."""
+    blob = subprocess.run(["git", "-C", ROOT, "archive", rev, "src"], check=True, capture_output=True).stdout
+    path = os.path.join(into, "archive.tar")
+    with open(path, "wb") as f:
+        f.write(blob)
+    with tarfile.open(path) as t:
+        t.extractall(into, filter="data")
+    return os.path.join(into, "src")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", required=True, help="git revision to compare the working tree against")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--task", default="add1")
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--G", type=int, default=8)
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=0, help="torch threads per side (default: torch's own)")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        return child(a)
+
+    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", a.base], check=True, capture_output=True,
+                         text=True).stdout.strip()
+    args = [a.__dict__[k] for k in ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads")]
+    flags = ["--model", "--task", "--prompts", "--G", "--max-new-tokens", "--temperature", "--dtype", "--threads"]
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--base", a.base] + [
+        x for f, v in zip(flags, args) for x in (f, str(v))]
+    with tempfile.TemporaryDirectory(prefix="grpokit-ab-") as tmp:
+        sides = {"base " + rev: _unpack(a.base, tmp), "working tree": os.path.join(ROOT, "src")}
+        procs = {}
+        for name, src in sides.items():  # one at a time: loading is not timed, but keep it off the other's cores
+            env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+            p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+            ready = json.loads(p.stdout.readline())
+            assert ready["ready"].startswith(src), f"{name} imported grpokit from {ready['ready']}, not {src}"
+            procs[name] = p
+        names = list(procs)
+        runs: dict[str, list] = {n: [] for n in names}
+        for r in range(a.rounds):
+            for name in (names if r % 2 == 0 else names[::-1]):
+                p = procs[name]
+                p.stdin.write(f"go {r}\n")
+                p.stdin.flush()
+                runs[name].append(json.loads(p.stdout.readline()))
+        for p in procs.values():
+            p.stdin.close()
+            p.wait()
+    import torch
+
+    print(f"{a.model}, {a.task}: {a.prompts} prompts x G={a.G}, <= {a.max_new_tokens} tokens, T={a.temperature:g}, "
+          f"{a.dtype}, {a.rounds} rounds alternating, threads {a.threads or torch.get_num_threads()}, "
+          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    med = {}
+    for name in names:
+        per = [1000 * x["secs"] / x["steps"] for x in runs[name]]
+        med[name] = statistics.median(per)
+        print(f"  {name:14s} ms per token step: median {med[name]:6.1f}  (rounds: {' '.join(f'{v:.1f}' for v in per)})")
+    same = all(x["tokens"] == y["tokens"] for x, y in zip(*(runs[n] for n in names)))
+    print(f"  working tree / base: {med[names[1]] / med[names[0]]:.3f}x the time per token step; "
+          f"same tokens in every round: {same}")
+
+
+if __name__ == "__main__":
+    main()
