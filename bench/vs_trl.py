@@ -22,8 +22,12 @@ shows the share of sequences each side skipped.
 After the table, grpokit's phases are set against this machine's measured matmul peak
 (``bench/mfu.py``: FLOPs from the model's shape, times from grpokit's ``time/*`` metrics).
 
+``--pairs K`` runs both sides K times, alternating which goes first, and prints each pair's ratio:
+this machine's speed drifts by 10-20% within minutes, so one pair's ratio carries that much noise.
+The per-step detail and the MFU are the first pair's.
+
 Usage: python bench/vs_trl.py [--task add1] [--steps 5] [--prompts 2] [--G 8] [--max-new-tokens 64]
-       [--dtype fp32|bf16] [--lora-rank 16]
+       [--dtype fp32|bf16] [--lora-rank 16] [--pairs 1]
 """
 
 from __future__ import annotations
@@ -157,29 +161,39 @@ def main() -> int:
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA adapters of this rank on every linear layer "
                                                             "but the head, on both sides (0: full fine-tuning)")
     p.add_argument("--lora-alpha", type=float, default=32.0)
+    p.add_argument("--pairs", type=int, default=1,
+                   help="run both sides this many times, alternating which goes first, and report each pair's "
+                        "ratio: the machine's speed drifts between runs (default 1)")
     p.add_argument("--side", choices=["trl", "grpokit"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.side:
         child(a.side, a)
         return 0
-    results = {}
-    for side in ("grpokit", "trl"):
-        print(f"running {side} ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--side", side] + sys.argv[1:], capture_output=True, text=True)
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode or not line:
-            print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{side} failed (exit {proc.returncode})")
-        results[side] = json.loads(line[0][7:])
+    if a.pairs < 1:
+        raise SystemExit(f"--pairs must be >= 1, got {a.pairs}")
+    runs: dict[str, list] = {"grpokit": [], "trl": []}
+    for k in range(a.pairs):
+        for side in (("grpokit", "trl") if k % 2 == 0 else ("trl", "grpokit")):
+            print(f"running {side} ..." + (f" (pair {k + 1} of {a.pairs})" if a.pairs > 1 else ""), flush=True)
+            proc = subprocess.run([sys.executable, __file__, "--side", side] + sys.argv[1:], capture_output=True, text=True)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+            if proc.returncode or not line:
+                print(proc.stdout[-3000:], proc.stderr[-3000:], file=sys.stderr)
+                raise SystemExit(f"{side} failed (exit {proc.returncode})")
+            runs[side].append(json.loads(line[0][7:]))
+    results = {side: rs[0] for side, rs in runs.items()}  # per-step detail and MFU: the first pair
     N = a.prompts * a.G
+    timed_steps = lambda r: r["step_times"][1:] or r["step_times"]  # noqa: E731
     rows = {}
-    for side, r in results.items():
-        times = r["step_times"][1:] or r["step_times"]
-        timed = r["skipped"][1:] or r["skipped"]
+    for side, rs in runs.items():
+        times = [x for r in rs for x in timed_steps(r)]
+        timed = results[side]["skipped"][1:] or results[side]["skipped"]
         rows[side] = {"s_per_step": statistics.mean(times), "cps": N / statistics.mean(times),
-                      "peak_mb": r["peak_rss_mb"], "rewards": r["rewards"],
+                      "peak_mb": max(r["peak_rss_mb"] for r in rs), "rewards": results[side]["rewards"],
                       "skipped": sum(timed) / (N * len(timed))}
     g, t = rows["grpokit"], rows["trl"]
+    pair_ratios = [statistics.mean(timed_steps(rt)) / statistics.mean(timed_steps(rg))
+                   for rg, rt in zip(runs["grpokit"], runs["trl"])]
     mode = f"LoRA r={a.lora_rank} alpha={a.lora_alpha:g}" if a.lora_rank else "full fine-tuning"
     print(f"\n{a.model}, {a.task}, B={a.prompts} G={a.G} (N={N}), max_new_tokens={a.max_new_tokens}, {a.dtype}, "
           f"{mode}, beta={a.beta}, lr={a.lr}, {a.steps} steps (throughput over steps 2..{a.steps})")
@@ -189,6 +203,11 @@ def main() -> int:
         print(f"{side:12}{r['s_per_step']:10.1f}{r['cps']:10.2f}{r['peak_mb']:10.0f}{r['skipped']:9.0%}  "
               + " ".join(f"{x:.2f}" for x in r["rewards"]))
     print(f"{'ratio':12}{'':10}{g['cps'] / t['cps']:9.2f}x{g['peak_mb'] / t['peak_mb']:9.2f}x  (grpokit / TRL)")
+    if a.pairs > 1:
+        print(f"(s/step: mean over {a.pairs} runs per side; completions/s ratio of each pair: "
+              + ", ".join(f"{x:.2f}x" for x in pair_ratios) + f"; median {statistics.median(pair_ratios):.2f}x)")
+        if any(r["rewards"] != rs[0]["rewards"] for rs in runs.values() for r in rs):
+            print("(a side's rewards differed between its runs: its runs did not sample the same tokens)")
     print("(skipped: share of the timed steps' sequences given no forward/backward; grpokit skips groups with "
           "zero reward variance at beta 0, their gradient being exactly zero; TRL computes every group)")
     r = results["grpokit"]
