@@ -24,7 +24,10 @@ After the table, grpokit's phases are set against this machine's measured matmul
 
 ``--pairs K`` runs both sides K times, alternating which goes first, and prints each pair's ratio:
 this machine's speed drifts by 10-20% within minutes, so one pair's ratio carries that much noise.
-The per-step detail and the MFU are the first pair's.
+The per-step detail and the MFU are the first pair's. Runs of one side sample the same tokens only
+up to the kernels' summation order (multi-threaded MKL sums in an order that can change between
+runs, docs/reproducibility.md), so a side's later steps may differ between its runs; the script
+says so and prints each run's rewards.
 
 Usage: python bench/vs_trl.py [--task add1] [--steps 5] [--prompts 2] [--G 8] [--max-new-tokens 64]
        [--dtype fp32|bf16] [--lora-rank 16] [--pairs 1]
@@ -187,7 +190,7 @@ def main() -> int:
     rows = {}
     for side, rs in runs.items():
         times = [x for r in rs for x in timed_steps(r)]
-        timed = results[side]["skipped"][1:] or results[side]["skipped"]
+        timed = [x for r in rs for x in (r["skipped"][1:] or r["skipped"])]
         rows[side] = {"s_per_step": statistics.mean(times), "cps": N / statistics.mean(times),
                       "peak_mb": max(r["peak_rss_mb"] for r in rs), "rewards": results[side]["rewards"],
                       "skipped": sum(timed) / (N * len(timed))}
@@ -204,10 +207,13 @@ def main() -> int:
               + " ".join(f"{x:.2f}" for x in r["rewards"]))
     print(f"{'ratio':12}{'':10}{g['cps'] / t['cps']:9.2f}x{g['peak_mb'] / t['peak_mb']:9.2f}x  (grpokit / TRL)")
     if a.pairs > 1:
-        print(f"(s/step: mean over {a.pairs} runs per side; completions/s ratio of each pair: "
+        print(f"(s/step and skipped: over the {a.pairs} runs of each side; completions/s ratio of each pair: "
               + ", ".join(f"{x:.2f}x" for x in pair_ratios) + f"; median {statistics.median(pair_ratios):.2f}x)")
-        if any(r["rewards"] != rs[0]["rewards"] for rs in runs.values() for r in rs):
-            print("(a side's rewards differed between its runs: its runs did not sample the same tokens)")
+        for side, rs in runs.items():
+            if any(r["rewards"] != rs[0]["rewards"] for r in rs):
+                print(f"({side}'s runs did not sample the same tokens: multi-threaded CPU kernels sum in an order "
+                      f"that can change from run to run; its rewards per step in each run:\n"
+                      + "\n".join("   " + " ".join(f"{x:.2f}" for x in r["rewards"]) for r in rs) + ")")
     print("(skipped: share of the timed steps' sequences given no forward/backward; grpokit skips groups with "
           "zero reward variance at beta 0, their gradient being exactly zero; TRL computes every group)")
     r = results["grpokit"]
