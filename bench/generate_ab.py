@@ -10,6 +10,7 @@ the ratio, and whether both sampled the same tokens.
 
 Usage: python bench/generate_ab.py --base REV [--model smollm2-135m] [--task add1] [--prompts 2]
        [--G 8] [--max-new-tokens 64] [--temperature 1.0] [--rounds 8] [--dtype fp32|bf16] [--threads N]
+       [--lora-rank R]
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def child(a) -> None:
     from grpokit.tasks import load_task
 
     model, tok = models.load(a.model, dtype=a.dtype, train=True)
+    if a.lora_rank:  # PEFT adapters on every linear layer, B random so that they change the outputs
+        import peft
+
+        compute = models.compute_dtype(model)
+        torch.manual_seed(0)  # PEFT draws lora_A from the global generator: the same adapters on both sides
+        model = peft.get_peft_model(model, peft.LoraConfig(r=a.lora_rank, lora_alpha=2 * a.lora_rank, lora_dropout=0.0,
+                                                            target_modules="all-linear", task_type="CAUSAL_LM")).get_base_model()
+        model.grpokit_compute_dtype = compute
+        gen = torch.Generator().manual_seed(0)
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.02, generator=gen)
     task = load_task(a.task)
     prompts = [render(tok, task.question_text(e)) for e in task.train[:a.prompts]]
     params = SamplingParams(temperature=a.temperature, top_p=1.0, max_new_tokens=a.max_new_tokens)
@@ -78,6 +91,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads per side (default: torch's own)")
+    ap.add_argument("--lora-rank", type=int, default=0, help="PEFT LoRA adapters of this rank on every linear layer (needs peft)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -85,8 +99,9 @@ def main() -> None:
 
     rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", a.base], check=True, capture_output=True,
                          text=True).stdout.strip()
-    args = [a.__dict__[k] for k in ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads")]
-    flags = ["--model", "--task", "--prompts", "--G", "--max-new-tokens", "--temperature", "--dtype", "--threads"]
+    keys = ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads", "lora_rank")
+    args = [a.__dict__[k] for k in keys]
+    flags = ["--" + k.replace("_", "-") for k in keys]
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--base", a.base] + [
         x for f, v in zip(flags, args) for x in (f, str(v))]
     with tempfile.TemporaryDirectory(prefix="grpokit-ab-") as tmp:
@@ -112,7 +127,7 @@ def main() -> None:
     import torch
 
     print(f"{a.model}, {a.task}: {a.prompts} prompts x G={a.G}, <= {a.max_new_tokens} tokens, T={a.temperature:g}, "
-          f"{a.dtype}, {a.rounds} rounds alternating, threads {a.threads or torch.get_num_threads()}, "
+          f"{a.dtype}{f', LoRA r={a.lora_rank}' if a.lora_rank else ''}, {a.rounds} rounds alternating, threads {a.threads or torch.get_num_threads()}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
     med = {}
     for name in names:

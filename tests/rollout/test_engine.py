@@ -169,6 +169,39 @@ def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
     assert torch.equal(a.completion_ids, b.completion_ids)
 
 
+def test_lora_adapter_weights_cast_once_give_the_autocast_logits(tiny_model):
+    """Under bf16 autocast, LoRA adapters' weights cast once per generate call (with the base weights)
+    give the logits and tokens of autocast casting them at every product."""
+    peft = pytest.importorskip("peft")
+    model, tok = _load(tiny_model)
+    model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                        task_type="CAUSAL_LM")).get_base_model()
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.5)
+    weights = fast_decode.cast_weights(model, torch.bfloat16)
+    adapters = [m for layer in model.modules() if fast_decode._is_lora(layer) for m in (*layer.lora_A.values(), *layer.lora_B.values())]
+    assert adapters and all(weights[m].dtype == torch.bfloat16 for m in adapters)
+    ids, pos = torch.randint(5, 60, (3, 6)), torch.arange(6).repeat(3, 1)
+    got = []
+    for w in (None, weights):
+        cache = fast_decode.StaticCache(model, 3, 7, torch.bfloat16, "cpu")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = [fast_decode.forward(model, ids, pos, torch.ones(3, 6, dtype=torch.bool), cache, w)]
+            out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(3, 1, dtype=torch.bool), cache, w))
+        got.append(out)
+    for a, b in zip(*got):
+        assert torch.equal(a, b)
+    # and through generate: the engine casts once per call under the model's bf16 compute dtype
+    model.grpokit_compute_dtype = torch.bfloat16
+    prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
+    params = SamplingParams(temperature=1.0, max_new_tokens=8)
+    a = HFEngine(model, tok).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    b = HFEngine(model, tok, fast=False).generate(prompts, 3, params, torch.Generator().manual_seed(3))
+    assert torch.equal(a.completion_ids, b.completion_ids)
+
+
 def test_sampler_draws_the_softmax_and_returns_its_log_probs():
     """Inverse-CDF sampling: frequencies follow softmax(logits / T); the log-prob is that of the
     untruncated softmax; a token without mass (-inf logit, outside top-p) is never drawn, not

@@ -73,16 +73,24 @@ def cast_weights(model, dtype: torch.dtype) -> dict:
     step is one product per weight: on a CPU the casts cost more than the bf16 products (SmolLM2,
     16 rows: 60% of a decode step was weight copies). Casting once per :meth:`generate` gives the
     products the very same bf16 values, so the tokens do not change. Empty when the weights are
-    already in ``dtype``.
+    already in ``dtype``. LoRA adapters' weights are cast too (:func:`_lora_linear` multiplies by them):
+    with rank-16 adapters on every SmolLM2 layer, autocast's casts of their small weights at every
+    step made bf16 decoding slower than fp32's.
     """
-    return {lin: lin.weight.detach().to(dtype) for lin in _base_linears(model) if lin.weight.dtype != dtype}
+    return {lin: lin.weight.detach().to(dtype) for lin in _base_linears(model) + _adapter_linears(model)
+            if lin.weight.dtype != dtype}
+
+
+def _adapter_linears(model) -> list:
+    """The ``nn.Linear`` adapters (``lora_A``, ``lora_B``) of ``model``'s PEFT LoRA layers."""
+    return [m for layer in model.modules() if _is_lora(layer)
+            for d in (layer.lora_A, layer.lora_B) for m in d.values() if isinstance(m, torch.nn.Linear)]
 
 
 def _base_linears(model) -> list:
     """The ``nn.Linear`` modules of ``model`` that :func:`_linear` multiplies by, i.e. all but LoRA's
-    adapters (those are called as modules, in :func:`_lora_linear`)."""
-    adapters = {id(m) for layer in model.modules() if _is_lora(layer)
-                for d in (layer.lora_A, layer.lora_B) for m in d.values()}
+    adapters (those are multiplied in :func:`_lora_linear`, after the base product)."""
+    adapters = {id(m) for m in _adapter_linears(model)}
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m) not in adapters]
 
 
@@ -127,7 +135,8 @@ def _is_lora(lin) -> bool:
 
 def _lora_linear(x: torch.Tensor, lin, weights: dict | None) -> torch.Tensor:
     """PEFT's LoRA ``Linear.forward`` (peft 0.17-0.21) with the base product through :func:`_linear`:
-    ``base(x) + sum over active adapters of B(A(dropout(x))) * scaling``, in the same order.
+    ``base(x) + sum over active adapters of B(A(dropout(x))) * scaling``, in the same order, the
+    adapters' weights from ``weights`` where :func:`cast_weights` cast them.
     Variants (DoRA, ...) and mixed-adapter batches go through the module itself."""
     if lin.disable_adapters or lin.merged:
         return _linear(x, lin.base_layer, weights)
@@ -137,8 +146,12 @@ def _lora_linear(x: torch.Tensor, lin, weights: dict | None) -> torch.Tensor:
     result = _linear(x, lin.base_layer, weights)
     dtype = result.dtype
     for a in active:
-        x = lin._cast_input_dtype(x, lin.lora_A[a].weight.dtype)
-        result = result + lin.lora_B[a](lin.lora_A[a](lin.lora_dropout[a](x))) * lin.scaling[a]
+        A, B = lin.lora_A[a], lin.lora_B[a]
+        if weights and A in weights and B in weights:  # cast once (cast_weights): the values autocast gives each call
+            result = result + F.linear(F.linear(lin.lora_dropout[a](x), weights[A], A.bias), weights[B], B.bias) * lin.scaling[a]
+        else:
+            x = lin._cast_input_dtype(x, A.weight.dtype)
+            result = result + B(A(lin.lora_dropout[a](x))) * lin.scaling[a]
     return result.to(dtype)
 
 
