@@ -79,6 +79,14 @@ def _unpack(rev: str, into: str) -> str:
     return os.path.join(into, "src")
 
 
+def _answer(name: str, p: subprocess.Popen) -> dict:
+    """The next JSON line of child ``p``; a clear exit if it died (its error is on stderr above)."""
+    line = p.stdout.readline()
+    if not line:
+        raise SystemExit(f"the {name} side exited (code {p.wait()}) before answering: see its error above")
+    return json.loads(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", required=True, help="git revision to compare the working tree against")
@@ -97,8 +105,12 @@ def main() -> None:
     if a.child:
         return child(a)
 
-    rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", a.base], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    found = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "--verify", a.base + "^{commit}"],
+                           capture_output=True, text=True)
+    if found.returncode:
+        raise SystemExit(f"--base {a.base!r} is not a revision of {ROOT} (git: {found.stderr.strip()}); "
+                         "give a commit, branch or tag, e.g. --base HEAD~1")
+    rev = found.stdout.strip()
     keys = ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads", "lora_rank")
     args = [a.__dict__[k] for k in keys]
     flags = ["--" + k.replace("_", "-") for k in keys]
@@ -110,7 +122,7 @@ def main() -> None:
         for name, src in sides.items():  # one at a time: loading is not timed, but keep it off the other's cores
             env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
             p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-            ready = json.loads(p.stdout.readline())
+            ready = _answer(name, p)
             assert ready["ready"].startswith(src), f"{name} imported grpokit from {ready['ready']}, not {src}"
             procs[name] = p
         names = list(procs)
@@ -120,7 +132,7 @@ def main() -> None:
                 p = procs[name]
                 p.stdin.write(f"go {r}\n")
                 p.stdin.flush()
-                runs[name].append(json.loads(p.stdout.readline()))
+                runs[name].append(_answer(name, p))
         for p in procs.values():
             p.stdin.close()
             p.wait()
