@@ -37,6 +37,17 @@ def test_fast_decode_matches_hf_forward(tiny_model):
             assert torch.allclose(got[t], want, atol=1e-4), t
 
 
+def _bf16_steps(model, ids, pos, weights):
+    """Logits of a prefill of ``ids`` and one decode step under bf16 autocast, the products taking
+    ``weights`` (:func:`fast_decode.cast_weights`; None: autocast casts at every product)."""
+    n, p = ids.shape
+    cache = fast_decode.StaticCache(model, n, p + 1, torch.bfloat16, "cpu")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = [fast_decode.forward(model, ids, pos, torch.ones(n, p, dtype=torch.bool), cache, weights)]
+        out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(n, 1, dtype=torch.bool), cache, weights))
+    return out
+
+
 def test_weights_cast_once_give_the_autocast_logits(tiny_model):
     """Under bf16 autocast, weights cast once per generate call == autocast casting them at every product."""
     model, _ = _load(tiny_model)
@@ -45,14 +56,7 @@ def test_weights_cast_once_give_the_autocast_logits(tiny_model):
     weights = fast_decode.cast_weights(model, torch.bfloat16)
     assert len(weights) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     assert all(w.dtype == torch.bfloat16 for w in weights.values())
-    got = []
-    for w in (None, weights):
-        cache = fast_decode.StaticCache(model, 4, 8, torch.bfloat16, "cpu")
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = [fast_decode.forward(model, ids, pos, torch.ones(4, 6, dtype=torch.bool), cache, w)]
-            out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(4, 1, dtype=torch.bool), cache, w))
-        got.append(out)
-    for a, b in zip(*got):
+    for a, b in zip(_bf16_steps(model, ids, pos, None), _bf16_steps(model, ids, pos, weights)):
         assert torch.equal(a, b)
     assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
 
@@ -184,14 +188,7 @@ def test_lora_adapter_weights_cast_once_give_the_autocast_logits(tiny_model):
     adapters = [m for layer in model.modules() if fast_decode._is_lora(layer) for m in (*layer.lora_A.values(), *layer.lora_B.values())]
     assert adapters and all(weights[m].dtype == torch.bfloat16 for m in adapters)
     ids, pos = torch.randint(5, 60, (3, 6)), torch.arange(6).repeat(3, 1)
-    got = []
-    for w in (None, weights):
-        cache = fast_decode.StaticCache(model, 3, 7, torch.bfloat16, "cpu")
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = [fast_decode.forward(model, ids, pos, torch.ones(3, 6, dtype=torch.bool), cache, w)]
-            out.append(fast_decode.forward(model, ids[:, :1], pos[:, -1:] + 1, torch.ones(3, 1, dtype=torch.bool), cache, w))
-        got.append(out)
-    for a, b in zip(*got):
+    for a, b in zip(_bf16_steps(model, ids, pos, None), _bf16_steps(model, ids, pos, weights)):
         assert torch.equal(a, b)
     # and through generate: the engine casts once per call under the model's bf16 compute dtype
     model.grpokit_compute_dtype = torch.bfloat16
