@@ -149,16 +149,23 @@ def test_dropping_finished_rows_does_not_change_samples(tiny_model):
     assert torch.allclose(a.sample_logp, b.sample_logp, atol=1e-4)
 
 
-def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
-    """LoRA layers decode through the lean path (base product + adapters) with PEFT's values and tokens."""
+def _lora(path):
+    """The tiny model with PEFT LoRA adapters (r=4) on every linear layer, B random (it starts at zero:
+    this way the adapters change the outputs); the global generator left seeded at 0."""
     peft = pytest.importorskip("peft")
-    model, tok = _load(tiny_model)
+    model, tok = _load(path)
     model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                                         task_type="CAUSAL_LM")).get_base_model()
     torch.manual_seed(0)
     for name, p in model.named_parameters():
-        if "lora_B" in name:  # B starts at zero: make the adapters change the outputs
+        if "lora_B" in name:
             p.data.normal_(0, 0.5)
+    return model, tok
+
+
+def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
+    """LoRA layers decode through the lean path (base product + adapters) with PEFT's values and tokens."""
+    model, tok = _lora(tiny_model)
     assert any(fast_decode._is_lora(m) for m in model.modules())
     ids, pos = torch.randint(5, 60, (3, 6)), torch.arange(6).repeat(3, 1)
     cache = fast_decode.StaticCache(model, 3, 6, torch.float32, "cpu")
@@ -176,14 +183,7 @@ def test_fast_decode_with_lora_adapters_matches_peft(tiny_model):
 def test_lora_adapter_weights_cast_once_give_the_autocast_logits(tiny_model):
     """Under bf16 autocast, LoRA adapters' weights cast once per generate call (with the base weights)
     give the logits and tokens of autocast casting them at every product."""
-    peft = pytest.importorskip("peft")
-    model, tok = _load(tiny_model)
-    model = peft.get_peft_model(model, peft.LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                        task_type="CAUSAL_LM")).get_base_model()
-    torch.manual_seed(0)
-    for name, p in model.named_parameters():
-        if "lora_B" in name:
-            p.data.normal_(0, 0.5)
+    model, tok = _lora(tiny_model)
     weights = fast_decode.cast_weights(model, torch.bfloat16)
     adapters = [m for layer in model.modules() if fast_decode._is_lora(layer) for m in (*layer.lora_A.values(), *layer.lora_B.values())]
     assert adapters and all(weights[m].dtype == torch.bfloat16 for m in adapters)
