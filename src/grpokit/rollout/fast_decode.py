@@ -73,24 +73,19 @@ def cast_weights(model, dtype: torch.dtype) -> dict:
     step is one product per weight: on a CPU the casts cost more than the bf16 products (SmolLM2,
     16 rows: 60% of a decode step was weight copies). Casting once per :meth:`generate` gives the
     products the very same bf16 values, so the tokens do not change. Empty when the weights are
-    already in ``dtype``. LoRA adapters' weights are cast too (:func:`_lora_linear` multiplies by them):
+    already in ``dtype``. Every ``nn.Linear``, LoRA adapters included (:func:`_lora_linear` multiplies by them):
     with rank-16 adapters on every SmolLM2 layer, autocast's casts of their small weights at every
     step made bf16 decoding slower than fp32's.
     """
-    return {lin: lin.weight.detach().to(dtype) for lin in _base_linears(model) + _adapter_linears(model)
-            if lin.weight.dtype != dtype}
-
-
-def _adapter_linears(model) -> list:
-    """The ``nn.Linear`` adapters (``lora_A``, ``lora_B``) of ``model``'s PEFT LoRA layers."""
-    return [m for layer in model.modules() if _is_lora(layer)
-            for d in (layer.lora_A, layer.lora_B) for m in d.values() if isinstance(m, torch.nn.Linear)]
+    return {m: m.weight.detach().to(dtype) for m in model.modules()
+            if isinstance(m, torch.nn.Linear) and m.weight.dtype != dtype}
 
 
 def _base_linears(model) -> list:
     """The ``nn.Linear`` modules of ``model`` that :func:`_linear` multiplies by, i.e. all but LoRA's
     adapters (those are multiplied in :func:`_lora_linear`, after the base product)."""
-    adapters = {id(m) for m in _adapter_linears(model)}
+    adapters = {id(m) for layer in model.modules() if _is_lora(layer)
+                for d in (layer.lora_A, layer.lora_B) for m in d.values()}
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear) and id(m) not in adapters]
 
 
