@@ -4,6 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from grpokit import models
 from grpokit.rollout import HFEngine, SamplingParams, render
 from grpokit.rollout import fast_decode
 from grpokit.rollout.templates import R1_ZERO
@@ -13,28 +14,46 @@ def _load(path):
     return AutoModelForCausalLM.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path)
 
 
-def test_fast_decode_matches_hf_forward(tiny_model):
-    model, tok = _load(tiny_model)
-    assert fast_decode.supports(model)
+def _decode_and_hf_logits(model, cache_dtype=torch.float32, weights=None):
+    """Last-token logits of left-padded prompts and 3 decode steps, from the fast decoder and from the
+    model's own forward, under :func:`models.precision` (pairs of ``[3, V]``)."""
     torch.manual_seed(0)
-    # left-padded prompts of different lengths, then 3 decode steps
     ids = torch.randint(5, 60, (3, 7))
     mask = torch.ones(3, 7, dtype=torch.long)
     mask[0, :3] = 0
     mask[2, :1] = 0
     pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = fast_decode.StaticCache(model, 3, 10, torch.float32, "cpu")
-    got = [fast_decode.forward(model, ids, pos, mask.bool(), cache)]
-    seq, att = ids, mask
     nxt = torch.randint(5, 60, (3, 3))
-    for t in range(3):
-        got.append(fast_decode.forward(model, nxt[:, t:t + 1], pos[:, -1:] + 1 + t, torch.ones(3, 1, dtype=torch.bool), cache))
-    with torch.no_grad():
+    cache = fast_decode.StaticCache(model, 3, 10, cache_dtype, "cpu")
+    pairs = []
+    with models.precision(model), torch.no_grad():
+        got = fast_decode.forward(model, ids, pos, mask.bool(), cache, weights)
         for t in range(4):
-            full = torch.cat([seq, nxt[:, :t]], 1)
-            fatt = torch.cat([att, torch.ones(3, t, dtype=torch.long)], 1)
-            want = model(input_ids=full, attention_mask=fatt, position_ids=(fatt.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]
-            assert torch.allclose(got[t], want, atol=1e-4), t
+            if t:
+                got = fast_decode.forward(model, nxt[:, t - 1:t], pos[:, -1:] + t, torch.ones(3, 1, dtype=torch.bool), cache, weights)
+            full = torch.cat([ids, nxt[:, :t]], 1)
+            fatt = torch.cat([mask, torch.ones(3, t, dtype=torch.long)], 1)
+            pairs.append((got, model(input_ids=full, attention_mask=fatt, position_ids=(fatt.cumsum(-1) - 1).clamp(min=0)).logits[:, -1]))
+    return pairs
+
+
+def test_fast_decode_matches_hf_forward(tiny_model):
+    model, tok = _load(tiny_model)
+    assert fast_decode.supports(model)
+    for t, (got, want) in enumerate(_decode_and_hf_logits(model)):
+        assert torch.allclose(got, want, atol=1e-4), t
+
+
+def test_fast_decode_attends_in_fp32_like_the_model_under_cpu_mixed_precision(tiny_model):
+    """A model trained on a CPU under bf16 autocast attends in fp32 (models.attends_in_fp32); the
+    decoder with an fp32 cache (what HFEngine gives it then) computes the very same logits. (With a
+    bf16 cache they differ by ~2e-3.)"""
+    model, _ = models.load(tiny_model, device="cpu", dtype="bf16", train=True)
+    assert models.attends_in_fp32(model)
+    weights = fast_decode.cast_weights(model, torch.bfloat16)
+    for t, (got, want) in enumerate(_decode_and_hf_logits(model, torch.float32, weights)):
+        assert got.dtype == want.dtype == torch.bfloat16
+        assert torch.equal(got, want), t
 
 
 def _bf16_steps(model, ids, pos, weights):

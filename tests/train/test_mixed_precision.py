@@ -46,3 +46,34 @@ def test_sampling_under_mixed_precision_matches_the_hf_path(tiny_model):
     slow = HFEngine(model, tok, fast=False).generate(["ab", "abc"], 2, params)
     assert fast.completion_ids.shape[0] == 4
     assert torch.equal(fast.completion_ids, slow.completion_ids)
+    # the same logits, not just the same argmax: both attend in fp32 here (the decoder's cache is fp32)
+    assert torch.equal(fast.sample_logp * fast.completion_mask, slow.sample_logp * slow.completion_mask)
+
+
+def test_training_on_a_cpu_under_autocast_attends_in_fp32(tiny_model, monkeypatch, tmp_path):
+    """bf16 autocast on a CPU: the products run in bf16 but attention in fp32 (the CPU's bf16
+    flash-attention backward is slow); inference loads and fp32 training keep transformers' sdpa,
+    and a saved checkpoint does not name grpokit's implementation."""
+    model, _ = models.load(tiny_model, device="cpu", dtype="bf16", train=True)
+    assert models.attends_in_fp32(model)
+    assert not models.attends_in_fp32(models.load(tiny_model, device="cpu", dtype="fp32", train=True)[0])
+    assert not models.attends_in_fp32(models.load(tiny_model, device="cpu", dtype="bf16")[0])
+
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(q, k, v, *args, **kwargs):
+        seen.append((q.dtype, k.dtype, v.dtype, torch.is_autocast_enabled("cpu")))
+        return sdpa(q, k, v, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with models.precision(model):
+        out = model(input_ids=ids, labels=ids)
+    assert out.logits.dtype == torch.bfloat16  # the products are still bf16
+    assert seen and all(s == (torch.float32, torch.float32, torch.float32, False) for s in seen)
+    out.loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+    model.save_pretrained(tmp_path)
+    assert models.FP32_ATTENTION not in (tmp_path / "config.json").read_text()

@@ -8,7 +8,7 @@ sampling; training goes through the model's own forward so autograd sees the rea
 
 Supported: ``LlamaForCausalLM`` and architectures with the same layer layout (Qwen2, Mistral
 without sliding window). Anything else falls back to the Hugging Face path (``supports``).
-Equivalence with the Hugging Face forward is tested in tests/rollout/test_fast_decode.py.
+Equivalence with the Hugging Face forward is tested in tests/rollout/test_engine.py.
 """
 
 from __future__ import annotations
@@ -229,9 +229,11 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
         k = k * cos + _rotate_half(k) * sin
         cache.k[i][:, :, start:end] = k
         cache.v[i][:, :, start:end] = v
-        q = q.to(cache.k[i].dtype)  # under autocast q may come out in fp32 (rotary tables), the cache in bf16
-        o = F.scaled_dot_product_attention(q, cache.k[i][:, :, :end], cache.v[i][:, :, :end], attn_mask=mask,
-                                           scale=attn.scaling, enable_gqa=h != h_kv)
+        # Attention runs in the cache's dtype, autocast off: bf16, or fp32 where the model's own
+        # attention is fp32 (models.attends_in_fp32). Under autocast q comes out in fp32 (rotary tables).
+        with torch.autocast(x.device.type, enabled=False):
+            o = F.scaled_dot_product_attention(q.to(cache.k[i].dtype), cache.k[i][:, :, :end], cache.v[i][:, :, :end],
+                                               attn_mask=mask, scale=attn.scaling, enable_gqa=h != h_kv)
         x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj, weights)
         x = x + _mlp(layer.mlp, layer.post_attention_layernorm(x), weights)
     cache.length = end

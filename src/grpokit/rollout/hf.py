@@ -198,7 +198,8 @@ class HFEngine:
             weights = fast_decode.pack_weights(self.model, len(index)) if self.pack else None
         t0 = time.perf_counter()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
-        prompt_cache = fast_decode.StaticCache(self.model, B, P, dtype, ids.device)
+        cache_dtype = torch.float32 if models.attends_in_fp32(self.model) else dtype  # attention's dtype
+        prompt_cache = fast_decode.StaticCache(self.model, B, P, cache_dtype, ids.device)
         logits = fast_decode.forward(self.model, ids, positions, mask.bool(), prompt_cache, weights)  # [B, V]
         cache = prompt_cache.expand(index, P + params.max_new_tokens)
         del prompt_cache
