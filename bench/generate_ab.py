@@ -1,16 +1,21 @@
-"""Sampling speed of two revisions of grpokit, interleaved: the working tree against ``--base``.
+"""Sampling or update speed of two revisions of grpokit, interleaved: the working tree against ``--base``.
 
-A change to the decoder is worth a few percent; this machine's speed drifts by more than that
-within minutes (other tenants share its memory bandwidth), so two separate runs cannot tell such a
-change from the drift. Here each side is a long-lived child process importing grpokit from its
-own source tree (the working tree's ``src``, and ``git archive BASE`` unpacked in a scratch folder)
-with the same model, prompts and seeds; the parent lets them generate one at a time, alternating
-which goes first, and prints each side's milliseconds per decoded token step (median over rounds),
-the ratio, and whether both sampled the same tokens.
+A change to the decoder or the learner is worth a few percent; this machine's speed drifts by more
+than that within minutes (other tenants share its memory bandwidth), so two separate runs cannot
+tell such a change from the drift. Here each side is a long-lived child process importing grpokit
+from its own source tree (the working tree's ``src``, and ``git archive BASE`` unpacked in a scratch
+folder) with the same model, prompts and seeds; the parent lets them work one at a time, alternating
+which goes first, and prints each side's time (median over rounds) and the ratio.
 
-Usage: python bench/generate_ab.py --base REV [--model smollm2-135m] [--task add1] [--prompts 2]
-       [--G 8] [--max-new-tokens 64] [--temperature 1.0] [--rounds 8] [--dtype fp32|bf16] [--threads N]
-       [--lora-rank R]
+``--phase generate`` (default): one ``generate`` call per round; milliseconds per decoded token
+step, and whether both sides sampled the same tokens. ``--phase update``: the learner's forward and
+backward (``train.batch.group_logprobs``, the GRPO loss's token mean) over one batch of completions,
+the same batch on both sides (sampled once by the base side), without an optimizer step; seconds
+per update, and both sides' loss and gradient norm.
+
+Usage: python bench/generate_ab.py --base REV [--phase generate|update] [--model smollm2-135m]
+       [--task add1] [--prompts 2] [--G 8] [--max-new-tokens 64] [--temperature 1.0] [--rounds 8]
+       [--dtype fp32|bf16] [--threads N] [--lora-rank R]
 """
 
 from __future__ import annotations
@@ -58,6 +63,8 @@ def child(a) -> None:
     prompts = [render(tok, task.question_text(e)) for e in task.train[:a.prompts]]
     params = SamplingParams(temperature=a.temperature, top_p=1.0, max_new_tokens=a.max_new_tokens)
     eng = HFEngine(model, tok)
+    if a.phase == "update":
+        return _child_updates(a, model, eng, prompts, params)
     eng.generate(prompts, a.G, params, torch.Generator().manual_seed(12345))  # warm-up
     print(json.dumps({"ready": grpokit.__file__}), flush=True)
     for line in sys.stdin:
@@ -66,6 +73,43 @@ def child(a) -> None:
         r = eng.generate(prompts, a.G, params, torch.Generator().manual_seed(seed))
         secs = time.perf_counter() - t
         print(json.dumps({"secs": secs, "steps": eng.draws, "tokens": r.completion_ids.tolist()}), flush=True)
+
+
+def _child_updates(a, model, eng, prompts, params) -> None:
+    """The learner's forward + backward over one batch per line read from stdin; the batch is sampled
+    by the first side started and saved to ``a.batch``, which the other side loads."""
+    import time
+
+    import torch
+
+    import grpokit
+    from grpokit import models
+    from grpokit.train.batch import TrainBatch, group_logprobs
+
+    if os.path.exists(a.batch):
+        rollout = torch.load(a.batch, weights_only=False)
+    else:
+        rollout = eng.generate(prompts, a.G, params, torch.Generator().manual_seed(12345))
+        torch.save(rollout, a.batch)
+    batch = TrainBatch.from_rollout(rollout)
+    rows = list(range(len(batch)))
+
+    def update() -> tuple[float, float, float]:
+        t = time.perf_counter()
+        with models.precision(model):
+            logp, mask, _ = group_logprobs(model, batch, rows, a.G, a.temperature)
+            loss = -(logp * mask).sum() / mask.sum()
+        loss.backward()
+        secs = time.perf_counter() - t
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]))
+        model.zero_grad(set_to_none=True)
+        return secs, float(loss.detach()), float(norm)
+
+    update()  # warm-up
+    print(json.dumps({"ready": grpokit.__file__}), flush=True)
+    for _ in sys.stdin:
+        secs, loss, norm = update()
+        print(json.dumps({"secs": secs, "loss": loss, "grad_norm": norm}), flush=True)
 
 
 def _unpack(rev: str, into: str) -> str:
@@ -100,7 +144,10 @@ def main() -> None:
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--threads", type=int, default=0, help="torch threads per side (default: torch's own)")
     ap.add_argument("--lora-rank", type=int, default=0, help="PEFT LoRA adapters of this rank on every linear layer (needs peft)")
+    ap.add_argument("--phase", default="generate", choices=["generate", "update"],
+                    help="time sampling (default) or the learner's forward + backward on one batch")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return child(a)
@@ -111,12 +158,13 @@ def main() -> None:
         raise SystemExit(f"--base {a.base!r} is not a revision of {ROOT} (git: {found.stderr.strip()}); "
                          "give a commit, branch or tag, e.g. --base HEAD~1")
     rev = found.stdout.strip()
-    keys = ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads", "lora_rank")
+    keys = ("model", "task", "prompts", "G", "max_new_tokens", "temperature", "dtype", "threads", "lora_rank", "phase")
     args = [a.__dict__[k] for k in keys]
     flags = ["--" + k.replace("_", "-") for k in keys]
     cmd = [sys.executable, os.path.abspath(__file__), "--child", "--base", a.base] + [
         x for f, v in zip(flags, args) for x in (f, str(v))]
     with tempfile.TemporaryDirectory(prefix="grpokit-ab-") as tmp:
+        cmd += ["--batch", os.path.join(tmp, "rollout.pt")]
         sides = {"base " + rev: _unpack(a.base, tmp), "working tree": os.path.join(ROOT, "src")}
         procs = {}
         for name, src in sides.items():  # one at a time: loading is not timed, but keep it off the other's cores
@@ -138,18 +186,26 @@ def main() -> None:
             p.wait()
     import torch
 
-    print(f"{a.model}, {a.task}: {a.prompts} prompts x G={a.G}, <= {a.max_new_tokens} tokens, T={a.temperature:g}, "
+    print(f"{a.phase}, {a.model}, {a.task}: {a.prompts} prompts x G={a.G}, <= {a.max_new_tokens} tokens, T={a.temperature:g}, "
           f"{a.dtype}{f', LoRA r={a.lora_rank}' if a.lora_rank else ''}, {a.rounds} rounds alternating, threads {a.threads or torch.get_num_threads()}, "
           f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
     med = {}
+    per_round = "update" if a.phase == "update" else "token step"
     for name in names:
-        per = [1000 * x["secs"] / x["steps"] for x in runs[name]]
+        per = [x["secs"] if a.phase == "update" else 1000 * x["secs"] / x["steps"] for x in runs[name]]
         med[name] = statistics.median(per)
-        print(f"  {name:14s} ms per token step: median {med[name]:6.1f}  (rounds: {' '.join(f'{v:.1f}' for v in per)})")
-    same = all(x["tokens"] == y["tokens"] for x, y in zip(*(runs[n] for n in names)))
-    print(f"  working tree / base: {med[names[1]] / med[names[0]]:.3f}x the time per token step; "
-          f"same tokens in every round: {same}")
-
+        unit, fmt = ("s", "{:.2f}") if a.phase == "update" else ("ms", "{:.1f}")
+        print(f"  {name:14s} {unit} per {per_round}: median {fmt.format(med[name]):>6s}  "
+              f"(rounds: {' '.join(fmt.format(v) for v in per)})")
+    ratio = f"  working tree / base: {med[names[1]] / med[names[0]]:.3f}x the time per {per_round}; "
+    if a.phase == "update":
+        loss = {n: runs[n][0]["loss"] for n in names}
+        norm = {n: runs[n][0]["grad_norm"] for n in names}
+        print(ratio + "loss " + ", ".join(f"{loss[n]:.6f}" for n in names) + "; gradient norm "
+              + ", ".join(f"{norm[n]:.6f}" for n in names) + " (base, working tree)")
+    else:
+        same = all(x["tokens"] == y["tokens"] for x, y in zip(*(runs[n] for n in names)))
+        print(ratio + f"same tokens in every round: {same}")
 
 if __name__ == "__main__":
     main()

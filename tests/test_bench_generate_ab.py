@@ -29,3 +29,19 @@ def test_generate_ab_against_head(tiny_model):
     # unchanged since HEAD both sides draw the same tokens
     if _git("diff", "--quiet", "HEAD", "--", "src").returncode == 0:
         assert lines[-1].endswith("same tokens in every round: True"), out.stdout
+
+
+@pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
+def test_update_ab_against_head(tiny_model):
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_ab.py"), "--base", "HEAD", "--phase", "update",
+                          "--model", tiny_model, "--rounds", "2", "--max-new-tokens", "6", "--threads", "1"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    assert sum("s per update: median" in line for line in lines) == 2, out.stdout
+    # both sides train on the one batch the base side sampled: with the learner unchanged since
+    # HEAD they compute the same loss and gradient norm
+    if _git("diff", "--quiet", "HEAD", "--", "src").returncode == 0:
+        loss = lines[-1].split("loss ")[1].split(";")[0].split(", ")
+        norm = lines[-1].split("gradient norm ")[1].split(" (")[0].split(", ")
+        assert loss[0] == loss[1] and norm[0] == norm[1], lines[-1]
