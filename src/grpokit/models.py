@@ -325,12 +325,16 @@ FP32_ATTENTION = "grpokit_sdpa_fp32"
 
 
 def _sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
-    """transformers' SDPA attention with autocast off and ``q, k, v`` in fp32 (the output in fp32;
-    the output projection after it casts to the compute dtype as before)."""
+    """transformers' SDPA attention with autocast off and ``q, k, v`` in fp32, the output in ``query``'s
+    dtype: fp32 under autocast (the rotary embedding leaves ``q`` in fp32; the output projection casts
+    it as before), bf16 where the weights themselves are bf16 (FSDP's bf16 all-gathers)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
+    if attention_mask is not None and attention_mask.is_floating_point():
+        attention_mask = attention_mask.float()  # an additive mask in bf16 (bf16 weights) must match fp32 q
     with torch.autocast(query.device.type, enabled=False):
-        return sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(), attention_mask, **kwargs)
+    return out.to(query.dtype), weights
 
 
 def _attend_in_fp32(model) -> None:

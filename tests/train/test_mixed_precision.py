@@ -77,3 +77,16 @@ def test_training_on_a_cpu_under_autocast_attends_in_fp32(tiny_model, monkeypatc
 
     model.save_pretrained(tmp_path)
     assert models.FP32_ATTENTION not in (tmp_path / "config.json").read_text()
+
+
+def test_fp32_attention_runs_on_bf16_weights_without_autocast(tiny_model):
+    """As under FSDP's bf16 all-gathers: bf16 weights, a bf16 additive 4D mask, no autocast. The
+    output stays bf16 for the output projection, and equals the causal 2D-mask forward's."""
+    model, _ = models.load(tiny_model, device="cpu", dtype="bf16", train=True)
+    model.to(torch.bfloat16)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    causal = torch.ones(4, 4, dtype=torch.bool).tril()
+    mask = torch.zeros(1, 1, 4, 4, dtype=torch.bfloat16).masked_fill_(~causal, torch.finfo(torch.bfloat16).min)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    assert logits.dtype == torch.bfloat16
+    assert torch.equal(logits, model(input_ids=ids).logits)

@@ -233,7 +233,7 @@ def forward(model, input_ids: torch.Tensor, positions: torch.Tensor, valid: torc
         # attention is fp32 (models.attends_in_fp32). Under autocast q comes out in fp32 (rotary tables).
         with torch.autocast(x.device.type, enabled=False):
             o = F.scaled_dot_product_attention(q.to(cache.k[i].dtype), cache.k[i][:, :, :end], cache.v[i][:, :, :end],
-                                               attn_mask=mask, scale=attn.scaling, enable_gqa=h != h_kv)
+                                               attn_mask=mask, scale=attn.scaling, enable_gqa=h != h_kv).to(q.dtype)
         x = x + _linear(o.transpose(1, 2).reshape(n, L, h * d), attn.o_proj, weights)
         x = x + _mlp(layer.mlp, layer.post_attention_layernorm(x), weights)
     cache.length = end
