@@ -148,6 +148,9 @@ def train(cfg: TrainConfig, *, on_update=None) -> Path:
                                                           command="grpokit train", fixed=cfg.FIXED_ON_RESUME), run_dir)
         with session:  # any stop in here: the last completed step saved, a true status, the lock released
             _train(cfg, preset, session, on_update, d)
+        # No rank tears the process group down while another still writes its last checkpoint: a
+        # rank that left early once aborted at exit ("terminate called without an active exception").
+        d.barrier()
     finally:
         dist.teardown(d)
     return run_dir
