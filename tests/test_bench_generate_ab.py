@@ -15,11 +15,17 @@ def _git(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
-def test_generate_ab_against_head(tiny_model):
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_ab.py"), "--base", "HEAD", "--model", tiny_model,
+def _ab_against_head(tiny_model, *args) -> subprocess.CompletedProcess:
+    """bench/generate_ab.py --base HEAD on the tiny model, 2 short rounds, one thread; checks it exited 0."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_ab.py"), "--base", "HEAD", *args, "--model", tiny_model,
                           "--rounds", "2", "--max-new-tokens", "6", "--threads", "1"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_generate_ab_against_head(tiny_model):
+    out = _ab_against_head(tiny_model)
     head = _git("rev-parse", "--short", "HEAD").stdout.strip()
     lines = out.stdout.splitlines()
     base = next(line for line in lines if line.strip().startswith("base "))
@@ -33,10 +39,7 @@ def test_generate_ab_against_head(tiny_model):
 
 @pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
 def test_update_ab_against_head(tiny_model):
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_ab.py"), "--base", "HEAD", "--phase", "update",
-                          "--model", tiny_model, "--rounds", "2", "--max-new-tokens", "6", "--threads", "1"],
-                         capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    out = _ab_against_head(tiny_model, "--phase", "update")
     lines = out.stdout.splitlines()
     assert sum("s per update: median" in line for line in lines) == 2, out.stdout
     # both sides train on the one batch the base side sampled: with the learner unchanged since
