@@ -86,8 +86,9 @@ class HFEngine:
         self.stop_ids = stop_token_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.fast = fast and fast_decode.supports(model)
-        self.pack = True
-        """Pack fp32 CPU weights for MKL once per :meth:`generate` (``fast_decode.pack_weights``)."""
+        self.pack = fast_decode.packing_pays()
+        """Pack fp32 CPU weights for MKL once per :meth:`generate` (``fast_decode.pack_weights``); by
+        default where that is faster (``fast_decode.packing_pays``: Intel CPUs)."""
         self.noise_rows: tuple[int, int] | None = None
         """``(first, total)``: draw the sampling noise of ``total`` rows and use rows ``first...``
         (data parallelism: a rank's share of the noise one process would draw for the whole batch)."""
@@ -191,7 +192,7 @@ class HFEngine:
         N = len(index)
         dtype = models.compute_dtype(self.model)
         # Under autocast, weights cast once here instead of at every product of every decode step;
-        # fp32 weights on a CPU are packed for MKL once here (faster products, same dot products).
+        # fp32 weights on an Intel CPU are packed for MKL once here (faster products, same dot products).
         if torch.is_autocast_enabled(ids.device.type):
             weights = fast_decode.cast_weights(self.model, dtype)
         else:
