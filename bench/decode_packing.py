@@ -1,4 +1,4 @@
-"""fp32 decoding on a CPU with and without MKL-packed weights (``fast_decode.pack_weights``).
+"""fp32 decoding on a CPU with and without packed weights (``fast_decode.pack_weights``: MKL's or oneDNN's layout).
 
 Samples the same prompts with the same seeds with packing off and on, alternately, and prints the
 seconds per call, the milliseconds per decoded token step and the ratio, and whether both sampled
@@ -6,9 +6,10 @@ the same tokens. Packing is done inside each timed call (as in training, where t
 at every step), so its cost is counted.
 
 Usage: python bench/decode_packing.py [--model smollm2-135m] [--prompts 4] [--G 8] [--max-new-tokens 48]
-       [--repeats 3]
-The engine packs by default only on Intel CPUs (``fast_decode.packing_pays``): on an AMD EPYC
-(Zen 3) packing was 1.32x slower. To see an AVX2-only Intel CPU on a newer one:
+       [--repeats 3] [--kind mkl|onednn]
+The library is this CPU's (``fast_decode.packing``: MKL on Intel CPUs, oneDNN on other x86 CPUs;
+on an AMD EPYC (Zen 3) MKL's packing was 1.32x slower than its plain products), or ``--kind``'s.
+To see an AVX2-only Intel CPU on a newer one:
 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 python bench/decode_packing.py
 """
 
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--temperature", type=float, default=0.5)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--kind", choices=["mkl", "onednn"], help="the packing library (default: this CPU's, fast_decode.packing)")
     a = ap.parse_args()
 
     from grpokit import models
@@ -38,7 +40,7 @@ def main() -> None:
 
     model, tok = models.load(a.model, dtype="fp32", train=True)
     if not fast_decode.can_pack(model):
-        raise SystemExit("packing needs fp32 weights on a CPU and torch built with MKL")
+        raise SystemExit("packing needs fp32 weights on a CPU with MKL (Intel) or oneDNN (other x86) built into torch")
     task = load_task(a.task)
     prompts = [render(tok, task.question_text(e)) for e in task.train[:a.prompts]]
     params = SamplingParams(temperature=a.temperature, top_p=1.0, max_new_tokens=a.max_new_tokens)
@@ -47,7 +49,7 @@ def main() -> None:
     runs: dict[bool, list] = {False: [], True: []}
     for rep in range(a.repeats):
         for pack in (False, True):
-            eng.pack = pack
+            eng.pack = (a.kind or True) if pack else False
             t = time.perf_counter()
             r = eng.generate(prompts, a.G, params, torch.Generator().manual_seed(rep))
             runs[pack].append((time.perf_counter() - t, eng.draws, r.completion_ids))
@@ -61,9 +63,7 @@ def main() -> None:
         print(f"  packed={pack!s:5}  s/call {' '.join(f'{s:.2f}' for s in secs)}   ms per token step "
               f"{' '.join(f'{p:.1f}' for p in per)} (median {med[pack]:.1f})")
     same = all(torch.equal(x[2], y[2]) for x, y in zip(runs[False], runs[True]))
-    print(f"  packed / plain time per token step: {med[True] / med[False]:.2f}x; same tokens: {same}")
-    print(f"  the engine's default on this CPU ({fast_decode.cpu_vendor() or 'vendor unknown'}): "
-          f"packed={fast_decode.packing_pays()} (fast_decode.packing_pays: Intel CPUs only)")
+    print(f"  packed ({a.kind or fast_decode.packing()}) / plain time per token step: {med[True] / med[False]:.2f}x; same tokens: {same}")
 
 
 if __name__ == "__main__":

@@ -82,15 +82,22 @@ def test_weights_cast_once_give_the_autocast_logits(tiny_model):
     assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
 
 
-@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="torch built without MKL")
-def test_weights_packed_for_mkl_give_the_same_logits_and_tokens(tiny_model):
-    """fp32 weights packed once per generate call: the decoder's logits equal the plain weights' (the
-    same dot products), and generate samples the same tokens with and without packing."""
+_LIBRARIES = {"mkl": torch.backends.mkl.is_available(),
+              "onednn": torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")}
+
+
+@pytest.mark.parametrize("kind", ["mkl", "onednn"])
+def test_packed_weights_give_the_same_logits_and_tokens(tiny_model, kind):
+    """fp32 weights packed once per generate call for MKL or oneDNN: the decoder's logits equal the
+    plain weights' (the same dot products), and generate samples the same tokens with and without."""
+    if not _LIBRARIES[kind]:
+        pytest.skip(f"torch here has no {kind} for this CPU")
     model, tok = _load(tiny_model)
     torch.manual_seed(0)
     ids, pos = torch.randint(5, 60, (4, 6)), torch.arange(6).repeat(4, 1)
-    packed = fast_decode.pack_weights(model, 4)
+    packed = fast_decode.pack_weights(model, 4, kind)
     assert len(packed) == sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert all(isinstance(w, {"mkl": fast_decode.Packed, "onednn": fast_decode.Reordered}[kind]) for w in packed.values())
     got = []
     for w in (None, packed):
         cache = fast_decode.StaticCache(model, 4, 8, torch.float32, "cpu")
@@ -103,7 +110,7 @@ def test_weights_packed_for_mkl_give_the_same_logits_and_tokens(tiny_model):
     prompts = [render(tok, "Calculate 1 + 2."), render(tok, "Hi")]
     params = SamplingParams(temperature=1.0, max_new_tokens=12)
     runs = []
-    for pack in (False, True):
+    for pack in (False, kind):
         eng = HFEngine(model, tok)
         eng.pack = pack
         runs.append(eng.generate(prompts, 3, params, torch.Generator().manual_seed(3)))
@@ -113,15 +120,18 @@ def test_weights_packed_for_mkl_give_the_same_logits_and_tokens(tiny_model):
     assert not fast_decode.can_pack(model.to(torch.bfloat16))  # bf16 weights: nothing to pack
 
 
-def test_weights_are_packed_by_default_only_on_intel_cpus(tiny_model, monkeypatch):
-    """MKL's packed products were faster on Intel CPUs and 1.32x slower per decode step on an AMD
-    EPYC, so the engine packs by default only where the CPU says GenuineIntel."""
-    model, tok = _load(tiny_model)
-    for vendor, want in (("GenuineIntel", True), ("AuthenticAMD", False), ("", False)):
-        fast_decode.packing_pays.cache_clear()
+def test_the_packing_library_follows_the_cpu_vendor(monkeypatch):
+    """MKL picks its kernels by vendor: its packed products were faster on Intel CPUs and 1.32x
+    slower per decode step on an AMD EPYC, where oneDNN's reordered weights were faster. So MKL
+    packs on GenuineIntel, oneDNN on other x86 CPUs."""
+    cases = (("GenuineIntel", "mkl" if _LIBRARIES["mkl"] else None),
+             ("AuthenticAMD", "onednn" if _LIBRARIES["onednn"] else None),
+             ("", "onednn" if _LIBRARIES["onednn"] else None))
+    for vendor, want in cases:
+        fast_decode.packing.cache_clear()
         monkeypatch.setattr(fast_decode, "cpu_vendor", lambda v=vendor: v)
-        assert HFEngine(model, tok).pack is want
-    fast_decode.packing_pays.cache_clear()
+        assert fast_decode.packing() == want, vendor
+    fast_decode.packing.cache_clear()
     monkeypatch.undo()
     if os.path.exists("/proc/cpuinfo"):
         with open("/proc/cpuinfo") as f:

@@ -102,22 +102,37 @@ class Packed:
         self.packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, rows)
 
 
+class Reordered:
+    """An fp32 ``nn.Linear`` weight reordered once into oneDNN's layout for its inner product (:func:`pack_weights`)."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, weight: torch.Tensor, rows: int):
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+
+
 def can_pack(model) -> bool:
-    """True where :func:`pack_weights` applies: fp32 weights on a CPU, torch built with MKL."""
+    """True where :func:`pack_weights` applies: fp32 weights on a CPU that :func:`packing` has a layout for."""
     p = next(model.parameters())
-    return p.device.type == "cpu" and p.dtype == torch.float32 and torch.backends.mkl.is_available()
+    return p.device.type == "cpu" and p.dtype == torch.float32 and packing() is not None
 
 
 @functools.cache
-def packing_pays() -> bool:
-    """Whether MKL's packed products beat its plain ones on this CPU: on Intel CPUs, not elsewhere.
+def packing() -> str | None:
+    """The library that multiplies the decoder's fp32 weights on this CPU, packed into its own layout:
+    ``"mkl"`` on Intel CPUs, ``"onednn"`` on other x86 CPUs, None where neither is built in.
 
-    MKL picks its kernels by CPU vendor. On Intel CPUs packing made the decoder's products 19-35%
-    faster at 16-64 rows (AVX-512 and AVX2 kernels); on an AMD EPYC (Zen 3, AVX2) it made a whole
-    16-row SmolLM2 decode step 1.32x *slower* (``bench/decode_packing.py``, which measures both).
-    An unknown vendor means no.
+    MKL picks its kernels by CPU vendor, oneDNN by instruction set. On Intel CPUs MKL's packed
+    products were 19-35% faster than its plain ones at 16-64 rows (AVX-512 and AVX2 kernels); on an
+    AMD EPYC (Zen 3, AVX2) MKL's packing made a 16-row SmolLM2 decode step 1.32x *slower*, while
+    oneDNN's reordered weights multiplied the step's products in 53 ms against MKL's 69 ms
+    (``bench/decode_packing.py`` measures a whole generate call both ways).
     """
-    return "GenuineIntel" in cpu_vendor()
+    if "GenuineIntel" in cpu_vendor():
+        return "mkl" if torch.backends.mkl.is_available() else None
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():
+        return "onednn"
+    return None
 
 
 def cpu_vendor() -> str:
@@ -129,21 +144,23 @@ def cpu_vendor() -> str:
         return platform.processor()
 
 
-def pack_weights(model, rows: int) -> dict:
-    """The fp32 ``nn.Linear`` weights of ``model`` packed for MKL's sgemm, for :func:`forward`'s ``weights``.
+def pack_weights(model, rows: int, kind: str | None = None) -> dict:
+    """The fp32 ``nn.Linear`` weights of ``model`` packed for this CPU's library, for :func:`forward`'s ``weights``.
 
-    A decode step is one product per weight with a few rows, and MKL multiplies a weight packed
-    into its kernel's layout 19-35% faster than the plain one at 16-64 rows (SmolLM2-135M's products
-    on 2 cores, AVX-512 and AVX2; a whole generate call: ``bench/decode_packing.py``). Packing costs
-    about one pass over the weights, so it pays when a call decodes more than a few tokens; the
-    weights change at every optimizer step, so :meth:`HFEngine.generate` packs once per call. The
-    products are the same dot products: the logits agree within fp32 rounding and the sampled tokens
-    are the same (tests/rollout/test_engine.py; the benchmark checks the tokens on SmolLM2). ``rows``
-    is MKL's hint for the batch it will see. Empty where :func:`can_pack` is false.
+    A decode step is one product per weight with a few rows, and a weight laid out in the
+    library's own kernel layout multiplies faster at 16-64 rows (:func:`packing`: MKL's packed
+    sgemm on Intel CPUs, oneDNN's reordered inner product elsewhere on x86). Packing costs about one
+    pass over the weights, so it pays when a call decodes more than a few tokens; the weights change
+    at every optimizer step, so :meth:`HFEngine.generate` packs once per call. The products are the
+    same dot products summed in another order: the logits agree within fp32 rounding and the
+    sampled tokens are the same (tests/rollout/test_engine.py; the benchmark checks the tokens on
+    SmolLM2). ``rows`` is the library's hint for the batch it will see; ``kind`` overrides
+    :func:`packing` (``"mkl"`` or ``"onednn"``). Empty where :func:`can_pack` is false.
     """
     if not can_pack(model):
         return {}
-    return {lin: Packed(lin.weight.detach(), rows) for lin in _base_linears(model)}
+    layout = {"mkl": Packed, "onednn": Reordered}[kind or packing()]
+    return {lin: layout(lin.weight.detach(), rows) for lin in _base_linears(model)}
 
 
 def _is_lora(lin) -> bool:
@@ -189,6 +206,9 @@ def _linear(x: torch.Tensor, lin, weights: dict | None = None) -> torch.Tensor:
     rows = x.numel() // x.shape[-1]
     if isinstance(w, Packed):
         y = torch.ops.mkl._mkl_linear(x.reshape(rows, -1), w.packed, w.weight, lin.bias, rows)
+        return y.reshape(*x.shape[:-1], y.shape[-1])
+    if isinstance(w, Reordered):
+        y = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, -1), w.packed, lin.bias, "none", [], "")
         return y.reshape(*x.shape[:-1], y.shape[-1])
     if x.device.type != "cpu" or rows > _THIN_ROWS:
         return F.linear(x, w, lin.bias)

@@ -86,9 +86,10 @@ class HFEngine:
         self.stop_ids = stop_token_ids(tokenizer, model)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
         self.fast = fast and fast_decode.supports(model)
-        self.pack = fast_decode.packing_pays()
-        """Pack fp32 CPU weights for MKL once per :meth:`generate` (``fast_decode.pack_weights``); by
-        default where that is faster (``fast_decode.packing_pays``: Intel CPUs)."""
+        self.pack: bool | str = True
+        """Pack fp32 CPU weights once per :meth:`generate` into the layout of the library that
+        multiplies them fastest here (``fast_decode.pack_weights``: MKL's on Intel CPUs, oneDNN's
+        on other x86 CPUs); ``"mkl"`` or ``"onednn"`` picks the library, False packs nothing."""
         self.noise_rows: tuple[int, int] | None = None
         """``(first, total)``: draw the sampling noise of ``total`` rows and use rows ``first...``
         (data parallelism: a rank's share of the noise one process would draw for the whole batch)."""
@@ -192,11 +193,12 @@ class HFEngine:
         N = len(index)
         dtype = models.compute_dtype(self.model)
         # Under autocast, weights cast once here instead of at every product of every decode step;
-        # fp32 weights on an Intel CPU are packed for MKL once here (faster products, same dot products).
+        # fp32 weights on a CPU are packed once here for MKL or oneDNN (faster products, same dot products).
         if torch.is_autocast_enabled(ids.device.type):
             weights = fast_decode.cast_weights(self.model, dtype)
         else:
-            weights = fast_decode.pack_weights(self.model, len(index)) if self.pack else None
+            kind = None if self.pack is True else self.pack
+            weights = fast_decode.pack_weights(self.model, len(index), kind) if self.pack else None
         t0 = time.perf_counter()
         positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, P]
         cache_dtype = torch.float32 if models.attends_in_fp32(self.model) else dtype  # attention's dtype
