@@ -51,3 +51,46 @@ def test_head_logprobs_equals_the_whole_product(chunk):
     assert torch.allclose(ent, token_entropy(logits, 0.7)[0], rtol=2e-6, atol=1e-6)
     for g, wg in zip(grads, want_grads):
         assert torch.allclose(g, wg, rtol=2e-6, atol=1e-6)
+
+
+def _whole_product(h, w, bias, y, tau):
+    return selective_logprobs(torch.nn.functional.linear(h, w, bias)[None], y[None], tau)[0]
+
+
+def test_head_logprobs_gradient_under_any_incoming_gradient_bias_included():
+    """The gradient formed in the forward pass, scaled by a per-position incoming gradient (a loss
+    weights each token differently), equals autograd's through the whole product, bias included."""
+    torch.manual_seed(1)
+    h, w = torch.randn(9, 6, requires_grad=True), torch.randn(13, 6, requires_grad=True)
+    bias = torch.randn(13, requires_grad=True)
+    y, g = torch.randint(0, 13, (9,)), torch.randn(9)
+    logp, ent = head_logprobs(h, w, y, 1.3, bias=bias, chunk=4)
+    assert ent is None
+    got = torch.autograd.grad((logp * g).sum(), (h, w, bias))
+    want = torch.autograd.grad((_whole_product(h, w, bias, y, 1.3) * g).sum(), (h, w, bias))
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=2e-6, atol=1e-6)
+    h2 = h.detach().requires_grad_(True)  # only the hidden states need a gradient (frozen head)
+    (gh,) = torch.autograd.grad((head_logprobs(h2, w.detach(), y, 1.3, bias=bias.detach())[0] * g).sum(), (h2,))
+    assert torch.allclose(gh, want[0], rtol=2e-6, atol=1e-6)
+
+
+def test_head_logprobs_without_gradient_and_under_autocast():
+    torch.manual_seed(2)
+    h, w = torch.randn(10, 8, requires_grad=True), torch.randn(17, 8, requires_grad=True)
+    y = torch.randint(0, 17, (10,))
+    with torch.no_grad():
+        logp, ent = head_logprobs(h, w, y, 0.9, entropy=True, chunk=3)
+    logits = torch.nn.functional.linear(h, w)[None].detach()
+    assert torch.allclose(logp, selective_logprobs(logits, y[None], 0.9)[0], rtol=2e-6, atol=1e-6)
+    assert torch.allclose(ent, token_entropy(logits, 0.9)[0], rtol=2e-6, atol=1e-6)
+    # bf16 autocast: the products in bf16 as linear's would be, the softmax in fp32, fp32 gradients
+    g = torch.randn(10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logp = head_logprobs(h, w, y, 0.9, chunk=4)[0]
+        want = _whole_product(h, w, None, y, 0.9)
+    assert logp.dtype == torch.float32 and torch.allclose(logp, want, atol=1e-5)
+    got = torch.autograd.grad((logp * g).sum(), (h, w))
+    want_g = torch.autograd.grad((want * g).sum(), (h, w))
+    for a, b in zip(got, want_g):
+        assert a.dtype == torch.float32 and torch.allclose(a, b, rtol=1e-2, atol=1e-2)
