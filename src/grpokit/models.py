@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import re
 import shutil
 import socket
@@ -212,11 +213,22 @@ def cpu_has_fast_bf16() -> bool:
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
     if isa and not any(s in isa for s in _ONEDNN_BF16_ISAS):
         return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...) from ``/proc/cpuinfo``, else ``platform.processor()``."""
+    vendor = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("vendor_id")), "")
+    return vendor or platform.processor()
+
+
+def _cpuinfo() -> str:
+    """``/proc/cpuinfo``'s text, or "" where there is none (not Linux)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
 
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,

@@ -14,17 +14,16 @@ Equivalence with the Hugging Face forward is tested in tests/rollout/test_engine
 from __future__ import annotations
 
 import functools
-import platform
 
 import torch
 import torch.nn.functional as F
 
-from grpokit.models import LLAMA_FAMILY
+from grpokit import models
 
 
 def supports(model) -> bool:
     cfg = model.config
-    if getattr(cfg, "model_type", None) not in LLAMA_FAMILY:
+    if getattr(cfg, "model_type", None) not in models.LLAMA_FAMILY:
         return False
     if getattr(cfg, "sliding_window", None) and getattr(cfg, "use_sliding_window", True) and cfg.model_type != "llama":
         return False
@@ -128,20 +127,11 @@ def packing() -> str | None:
     oneDNN's reordered weights multiplied the step's products in 53 ms against MKL's 69 ms
     (``bench/decode_packing.py`` measures a whole generate call both ways).
     """
-    if "GenuineIntel" in cpu_vendor():
+    if "GenuineIntel" in models.cpu_vendor():
         return "mkl" if torch.backends.mkl.is_available() else None
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():
         return "onednn"
     return None
-
-
-def cpu_vendor() -> str:
-    """The CPU's vendor string (``GenuineIntel``, ``AuthenticAMD``, ...) from ``/proc/cpuinfo``, else ``platform.processor()``."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("vendor_id")), "")
-    except OSError:
-        return platform.processor()
 
 
 def pack_weights(model, rows: int, kind: str | None = None) -> dict:
