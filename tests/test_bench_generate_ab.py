@@ -14,7 +14,9 @@ def _git(*args) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
 
 
-@pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
+_needs_git = pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
+
+
 def _ab_against_head(tiny_model, *args) -> subprocess.CompletedProcess:
     """bench/generate_ab.py --base HEAD on the tiny model, 2 short rounds, one thread; checks it exited 0."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "generate_ab.py"), "--base", "HEAD", *args, "--model", tiny_model,
@@ -24,6 +26,7 @@ def _ab_against_head(tiny_model, *args) -> subprocess.CompletedProcess:
     return out
 
 
+@_needs_git
 def test_generate_ab_against_head(tiny_model):
     out = _ab_against_head(tiny_model)
     head = _git("rev-parse", "--short", "HEAD").stdout.strip()
@@ -37,7 +40,7 @@ def test_generate_ab_against_head(tiny_model):
         assert lines[-1].endswith("same tokens in every round: True"), out.stdout
 
 
-@pytest.mark.skipif(not shutil.which("git") or _git("rev-parse", "HEAD").returncode != 0, reason="not a git checkout")
+@_needs_git
 def test_update_ab_against_head(tiny_model):
     out = _ab_against_head(tiny_model, "--phase", "update")
     lines = out.stdout.splitlines()
