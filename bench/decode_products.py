@@ -12,7 +12,8 @@ machine's speed drifts within minutes), one step's products in model order with 
 - ``onednn``: oneDNN's inner product on weights reordered once into its layout (grpokit's decoder on
   x86 CPUs other than Intel's: ``fast_decode.packing``);
 - ``mkl-packed``: MKL's sgemm on weights packed once (grpokit's decoder on Intel CPUs);
-- ``mkl``: ``W @ x.T``, torch's own product (MKL on x86 builds);
+- ``mkl``: ``W @ x.T``, torch's own product (MKL on x86 builds), as the decoder multiplies unpacked
+  weights at a few rows;
 - ``numpy``: ``W @ x.T`` in numpy's BLAS (OpenBLAS in numpy's PyPI wheels), on the same memory;
 - ``stream``: a sum over the same weights, one pass (the read rate the products would need to match).
 
@@ -34,15 +35,15 @@ import time
 
 import torch
 
+from grpokit.rollout import fast_decode
+
 WAYS = ("onednn", "mkl-packed", "mkl", "numpy")
 
 
 def available(way: str) -> bool:
     """Whether this torch build (and numpy) can run ``way`` here."""
-    if way == "onednn":
-        return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
-    if way == "mkl-packed":
-        return torch.backends.mkl.is_available()
+    if way in ("onednn", "mkl-packed"):
+        return fast_decode.library_available("mkl" if way == "mkl-packed" else way)
     if way == "numpy":
         try:
             import numpy  # noqa: F401
@@ -54,23 +55,20 @@ def available(way: str) -> bool:
 def prepare(way: str, weights: list[torch.Tensor], rows: int) -> list:
     """Each weight in the layout ``way`` multiplies (done once, as the decoder does once per generate call)."""
     if way == "onednn":
-        return [torch.ops.mkldnn._reorder_linear_weight(w, rows) for w in weights]
+        return [fast_decode.Reordered(w, rows) for w in weights]
     if way == "mkl-packed":
-        return [(torch.ops.mkl._mkl_reorder_linear_weight(w, rows), w) for w in weights]
+        return [fast_decode.Packed(w, rows) for w in weights]
     if way == "numpy":
         return [w.numpy() for w in weights]
     return list(weights)
 
 
 def product(way: str, w, x: torch.Tensor) -> torch.Tensor:
-    """``x @ W.T`` (``[rows, out]``) with ``w`` from :func:`prepare`."""
-    if way == "onednn":
-        return torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
-    if way == "mkl-packed":
-        return torch.ops.mkl._mkl_linear(x, w[0], w[1], None, x.shape[0])
+    """``x @ W.T`` (``[rows, out]``) with ``w`` from :func:`prepare`: the decoder's own product
+    (``fast_decode.product``), or numpy's."""
     if way == "numpy":
         return torch.from_numpy(w @ x.numpy().T).t()
-    return (w @ x.t()).t()
+    return fast_decode.product(x, w)
 
 
 def step(way: str, prepared: list, inputs: list[torch.Tensor]) -> list[torch.Tensor]:

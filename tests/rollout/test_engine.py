@@ -82,8 +82,7 @@ def test_weights_cast_once_give_the_autocast_logits(tiny_model):
     assert fast_decode.cast_weights(model, torch.float32) == {}  # fp32 weights: nothing to cast
 
 
-_LIBRARIES = {"mkl": torch.backends.mkl.is_available(),
-              "onednn": torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")}
+_LIBRARIES = {kind: fast_decode.library_available(kind) for kind in ("mkl", "onednn")}
 
 
 @pytest.mark.parametrize("kind", ["mkl", "onednn"])

@@ -116,22 +116,31 @@ def can_pack(model) -> bool:
     return p.device.type == "cpu" and p.dtype == torch.float32 and packing() is not None
 
 
+def library_available(kind: str) -> bool:
+    """Whether torch here multiplies by weights packed for ``kind``: ``"mkl"`` where it is built with
+    MKL, ``"onednn"`` where it is built with oneDNN and runs its AVX2 or AVX-512 kernels."""
+    if kind == "mkl":
+        return torch.backends.mkl.is_available()
+    if kind == "onednn":
+        return torch.backends.mkldnn.is_available() and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    raise ValueError(f"unknown packing library {kind!r}: 'mkl' or 'onednn'")
+
+
 @functools.cache
 def packing() -> str | None:
     """The library that multiplies the decoder's fp32 weights on this CPU, packed into its own layout:
-    ``"mkl"`` on Intel CPUs, ``"onednn"`` on other x86 CPUs, None where neither is built in.
+    ``"mkl"`` on Intel CPUs, ``"onednn"`` on other x86 CPUs, None where that one is not available
+    (:func:`library_available`).
 
     MKL picks its kernels by CPU vendor, oneDNN by instruction set. On Intel CPUs MKL's packed
     products were 19-35% faster than its plain ones at 16-64 rows (AVX-512 and AVX2 kernels); on an
-    AMD EPYC (Zen 3, AVX2) MKL's packing made a 16-row SmolLM2 decode step 1.32x *slower*, while
-    oneDNN's reordered weights multiplied the step's products in 53 ms against MKL's 69 ms
-    (``bench/decode_packing.py`` measures a whole generate call both ways).
+    AMD EPYC (Zen 3, AVX2) MKL's packing made a 16-row SmolLM2 decode step 1.32x *slower*, and
+    oneDNN's reordered weights made it 0.882x the time of MKL's plain products
+    (``bench/decode_packing.py`` and ``bench/generate_ab.py`` measure whole generate calls,
+    ``bench/decode_products.py`` one step's products in each library).
     """
-    if "GenuineIntel" in models.cpu_vendor():
-        return "mkl" if torch.backends.mkl.is_available() else None
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():
-        return "onednn"
-    return None
+    kind = "mkl" if "GenuineIntel" in models.cpu_vendor() else "onednn"
+    return kind if library_available(kind) else None
 
 
 def pack_weights(model, rows: int, kind: str | None = None) -> dict:
@@ -189,23 +198,26 @@ _THIN_ROWS = 64
 
 def _linear(x: torch.Tensor, lin, weights: dict | None = None) -> torch.Tensor:
     """``lin(x)`` for an ``nn.Linear``, through the faster product for a few rows on a CPU, with
-    its weight from ``weights`` (:func:`cast_weights`) where it has one."""
+    its weight from ``weights`` (:func:`cast_weights`, :func:`pack_weights`) where it has one."""
     if not isinstance(lin, torch.nn.Linear):
         return _lora_linear(x, lin, weights) if _is_lora(lin) else lin(x)
     w = weights.get(lin, lin.weight) if weights else lin.weight
     rows = x.numel() // x.shape[-1]
-    if isinstance(w, Packed):
-        y = torch.ops.mkl._mkl_linear(x.reshape(rows, -1), w.packed, w.weight, lin.bias, rows)
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-    if isinstance(w, Reordered):
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(rows, -1), w.packed, lin.bias, "none", [], "")
-        return y.reshape(*x.shape[:-1], y.shape[-1])
-    if x.device.type != "cpu" or rows > _THIN_ROWS:
+    if not isinstance(w, (Packed, Reordered)) and (x.device.type != "cpu" or rows > _THIN_ROWS):
         return F.linear(x, w, lin.bias)
-    y = (w @ x.reshape(rows, -1).t()).t().contiguous()
-    if lin.bias is not None:
-        y = y + lin.bias
+    y = product(x.reshape(rows, -1), w, lin.bias)
     return y.reshape(*x.shape[:-1], y.shape[-1])
+
+
+def product(x: torch.Tensor, w, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ W.T + bias`` for a few ``[rows, in]`` rows on a CPU, ``w`` a plain ``[out, in]`` weight
+    (multiplied as ``W @ x.T``, see ``_THIN_ROWS``), :class:`Packed` or :class:`Reordered`."""
+    if isinstance(w, Packed):
+        return torch.ops.mkl._mkl_linear(x, w.packed, w.weight, bias, x.shape[0])
+    if isinstance(w, Reordered):
+        return torch.ops.mkldnn._linear_pointwise(x, w.packed, bias, "none", [], "")
+    y = (w @ x.t()).t().contiguous()
+    return y if bias is None else y + bias
 
 
 def _mlp(mlp, x: torch.Tensor, w: dict | None) -> torch.Tensor:
